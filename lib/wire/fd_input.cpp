@@ -1,0 +1,118 @@
+#include "wire/fd_input.h"
+
+#include "core/error.h"
+
+#include <fmt/format.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mh::wire {
+
+FdInput::FdInput(int fd, const StopFlag* stop, size_t buffer_bytes)
+    : m_fd(fd),
+      m_stop(stop),
+      m_buffer(new capnp::word[(buffer_bytes + k_read_padding_bytes) / sizeof(capnp::word)]()),
+      m_capacity(buffer_bytes) {}
+
+void FdInput::make_room(size_t want) {
+    size_t held = m_end - m_begin;
+    if (want > m_capacity) {
+        // Grow (a frame or line larger than the buffer); callers bound `want`.
+        size_t capacity = std::max(want, m_capacity * 2);
+        std::unique_ptr<capnp::word[]> bigger(
+            new capnp::word[(capacity + k_read_padding_bytes) / sizeof(capnp::word) + 1]());
+        std::memcpy(bigger.get(), m_buffer_bytes() + m_begin, held);
+        m_buffer = std::move(bigger);
+        m_capacity = capacity;
+    } else if (m_begin > 0 && (m_capacity - m_end < m_capacity / 4 || m_capacity - m_begin < want)) {
+        // Move the tail to the front: keeps frames word aligned since m_begin always
+        // lands on a frame boundary, and frames are whole words.
+        std::memmove(m_buffer_bytes(), m_buffer_bytes() + m_begin, held);
+    } else {
+        return;
+    }
+    m_consumed_before += m_begin;
+    m_begin = 0;
+    m_end = held;
+}
+
+FdInput::Fill FdInput::fill(Wait wait, size_t want) {
+    if (m_eof) return Fill::eof;
+    make_room(want);
+    for (;;) {
+        if (m_stop && m_stop->load(std::memory_order_relaxed)) {
+            m_eof = m_stopped = true;
+            return Fill::eof;
+        }
+        if (wait == Wait::no) {
+            pollfd p{m_fd, POLLIN, 0};
+            int ready = ::poll(&p, 1, 0);
+            if (ready == 0) return Fill::idle;
+            if (ready < 0 && errno != EINTR) throw Error(ExitCode::io, errno_text("poll(input)", errno));
+            if (ready < 0) continue;
+        }
+        ssize_t n = ::read(m_fd, m_buffer_bytes() + m_end, m_capacity - m_end);
+        if (n > 0) {
+            m_end += static_cast<size_t>(n);
+            return Fill::more;
+        }
+        if (n == 0) {
+            m_eof = true;
+            return Fill::eof;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return Fill::idle;
+        throw Error(ExitCode::io, errno_text("read(input)", errno));
+    }
+}
+
+FdFrameReader::FdFrameReader(int fd, const StopFlag* stop, FrameLimits limits)
+    : m_input(fd, stop), m_limits(limits) {}
+
+Next FdFrameReader::next(Wait wait, Frame& frame) {
+    m_input.consume(m_pending_consume);
+    m_pending_consume = 0;
+    for (;;) {
+        auto bytes = m_input.data();
+        FrameScan scan = scan_frame(bytes, m_limits);
+        switch (scan.status) {
+            case ScanStatus::complete:
+                frame.words = reinterpret_cast<const capnp::word*>(bytes.data());
+                frame.word_count = scan.frame_bytes / sizeof(capnp::word);
+                m_pending_consume = scan.frame_bytes;
+                return Next::frame;
+            case ScanStatus::too_large:
+                m_error = fmt::format(
+                    "frame at byte {} declares {} bytes, over the limit of {} (--max-frame)",
+                    m_input.offset(), scan.frame_bytes, m_limits.max_frame_bytes);
+                return Next::broken;
+            case ScanStatus::bad_segments:
+                m_error = fmt::format(
+                    "garbage at byte {}: not a Cap'n Proto segment table (is the input JSON? "
+                    "try --from json)",
+                    m_input.offset());
+                return Next::broken;
+            case ScanStatus::incomplete:
+                break;
+        }
+        switch (m_input.fill(wait, std::max(scan.frame_bytes, sizeof(capnp::word)))) {
+            case FdInput::Fill::more:
+                continue;
+            case FdInput::Fill::idle:
+                return Next::idle;
+            case FdInput::Fill::eof:
+                // A frame cut short by a stop request is not a broken stream: its writer
+                // is being stopped too, and nothing of it was accepted.
+                if (m_input.data().empty() || m_input.stopped()) return Next::end;
+                m_error = fmt::format("truncated frame at byte {}: input ended after {} of {} bytes",
+                                      m_input.offset(), m_input.data().size(),
+                                      scan.frame_bytes ? scan.frame_bytes : sizeof(capnp::word));
+                return Next::broken;
+        }
+    }
+}
+
+}  // namespace mh::wire

@@ -1,0 +1,26 @@
+#include "wire/fd_output.h"
+
+#include "core/error.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace mh::wire {
+
+void FdOutput::flush() {
+    size_t done = 0;
+    while (done < m_buffer.size()) {
+        ssize_t n = ::write(m_fd, m_buffer.data() + done, m_buffer.size() - done);
+        if (n >= 0) {
+            done += static_cast<size_t>(n);
+            continue;
+        }
+        if (errno == EINTR) continue;  // a stop request: finish writing what we hold
+        if (errno == EPIPE) throw OutputClosed();
+        throw Error(ExitCode::io, errno_text("write(output)", errno));
+    }
+    m_buffer.clear();
+}
+
+}  // namespace mh::wire

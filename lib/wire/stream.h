@@ -1,0 +1,37 @@
+// The two interfaces every tool's data path is made of: where frames come from and
+// where they go. Pipes, ZeroMQ sockets, JSON and CSV all sit behind them.
+#pragma once
+
+#include "wire/frame.h"
+
+#include <string>
+
+namespace mh::wire {
+
+enum class Wait { no, yes };
+
+enum class Next {
+    frame,   // `frame` holds the next frame, valid until the next call
+    idle,    // nothing ready now (only with Wait::no): a good moment to flush outputs
+    end,     // input finished, or a stop was requested and what was read is used up
+    broken,  // the input stream itself is broken; error() says how. Nothing follows.
+};
+
+class FrameSource {
+public:
+    virtual ~FrameSource() = default;
+    virtual Next next(Wait wait, Frame& frame) = 0;
+    virtual std::string error() const { return {}; }
+    // Frames the source itself rejected and skipped (bad JSON lines, garbled batches).
+    virtual uint64_t rejected() const { return 0; }
+};
+
+class FrameSink {
+public:
+    virtual ~FrameSink() = default;
+    virtual void write(const Frame& frame) = 0;
+    // Sends everything buffered; called when the input is idle and at the end.
+    virtual void flush() = 0;
+};
+
+}  // namespace mh::wire

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian bookworm packages mh needs to build, test and demo.
+# Idempotent: asks apt only for what is missing, and says nothing when all is there.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  capnproto libcapnp-dev libzmq3-dev liblmdb-dev libfmt-dev libcli11-dev
+  libssl-dev libgtest-dev libsimdjson-dev
+  clang libclang-rt-14-dev   # libFuzzer targets
+  jq                         # test oracles
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}; run as root or install them" >&2
+  exit 69
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
