@@ -53,10 +53,11 @@ std::variant<Endpoint, EndpointError> parse_endpoint(std::string_view spec, Dire
                                          pattern_name(endpoint.pattern),
                                          direction == Direction::out ? "output" : "input")};
 
-    while (!rest.empty()) {
+    for (bool more = !rest.empty(); more;) {
         size_t comma = rest.find(',');
         std::string_view item = rest.substr(0, comma);
-        rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+        more = comma != std::string_view::npos;  // a trailing comma leaves an empty item: refused
+        rest = more ? rest.substr(comma + 1) : std::string_view{};
         Attachment attachment{binds_by_default(endpoint.pattern), {}};
         if (!item.empty() && (item[0] == '@' || item[0] == '>')) {
             attachment.bind = item[0] == '@';
