@@ -83,16 +83,29 @@ int ToolContext::open_output_fd(const std::string& spec) {
     return fd;
 }
 
+namespace {
+// With port 0 or *, the system picks the port: say which, so peers can be pointed at it.
+void log_picked_port(const zmq::Socket& socket, Log& log) {
+    if (socket.binds_any_port()) log.info("bound {}", socket.last_endpoint());
+}
+}  // namespace
+
 std::unique_ptr<wire::FrameSource> ToolContext::open_frame_source(const std::string& spec) {
-    if (looks_like_endpoint(spec))
-        return std::make_unique<zmq::ZmqFrameReader>(zmq(), endpoint_or_throw(spec, zmq::Direction::in),
-                                                     &m_stop, limits());
+    if (looks_like_endpoint(spec)) {
+        auto reader = std::make_unique<zmq::ZmqFrameReader>(
+            zmq(), endpoint_or_throw(spec, zmq::Direction::in), &m_stop, limits());
+        log_picked_port(reader->socket(), m_log);
+        return reader;
+    }
     return std::make_unique<wire::FdFrameReader>(open_input_fd(spec), &m_stop, limits());
 }
 
 std::unique_ptr<wire::FrameSink> ToolContext::open_frame_sink(const std::string& spec) {
-    if (looks_like_endpoint(spec))
-        return std::make_unique<zmq::ZmqFrameWriter>(zmq(), endpoint_or_throw(spec, zmq::Direction::out));
+    if (looks_like_endpoint(spec)) {
+        auto writer = std::make_unique<zmq::ZmqFrameWriter>(zmq(), endpoint_or_throw(spec, zmq::Direction::out));
+        log_picked_port(writer->socket(), m_log);
+        return writer;
+    }
     return std::make_unique<wire::FdFrameWriter>(open_output_fd(spec));
 }
 

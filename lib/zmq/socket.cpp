@@ -44,6 +44,8 @@ Socket::Socket(Context& context, const Endpoint& endpoint)
     if (endpoint.pattern == Pattern::sub && zmq_setsockopt(m_socket, ZMQ_SUBSCRIBE, "", 0) != 0)
         fail("zmq_setsockopt(ZMQ_SUBSCRIBE)", ExitCode::software);
     for (const auto& attachment : endpoint.attachments) {
+        std::string_view address = attachment.address;
+        if (attachment.bind && (address.ends_with(":0") || address.ends_with(":*"))) m_binds_any_port = true;
         int rc = attachment.bind ? zmq_bind(m_socket, attachment.address.c_str())
                                  : zmq_connect(m_socket, attachment.address.c_str());
         if (rc != 0) {

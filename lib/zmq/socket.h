@@ -38,9 +38,11 @@ public:
     void* get() const { return m_socket; }
     // The address a "tcp://*:0"-style bind ended up on, for tests and logs.
     std::string last_endpoint() const;
+    bool binds_any_port() const { return m_binds_any_port; }
 
 private:
     void* m_socket;
+    bool m_binds_any_port = false;
 };
 
 class ZmqFrameWriter final : public wire::FrameSink {
@@ -48,6 +50,7 @@ public:
     ZmqFrameWriter(Context& context, const Endpoint& endpoint);
     void write(const wire::Frame& frame) override;
     void flush() override;
+    const Socket& socket() const { return m_socket; }
 
 private:
     Socket m_socket;
@@ -62,6 +65,7 @@ public:
     wire::Next next(wire::Wait wait, wire::Frame& frame) override;
     uint64_t rejected() const override { return m_rejected; }
     std::string error() const override { return m_last_rejection; }
+    const Socket& socket() const { return m_socket; }
 
 private:
     bool receive(wire::Wait wait);  // false when nothing arrived (idle or stop)
