@@ -9,6 +9,7 @@ packages=(
   libssl-dev libgtest-dev libsimdjson-dev
   clang libclang-rt-14-dev   # libFuzzer targets
   jq                         # test oracles
+  time                       # peak memory in bench/run.sh
 )
 
 missing=()
