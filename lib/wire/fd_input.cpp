@@ -1,6 +1,7 @@
 #include "wire/fd_input.h"
 
 #include "core/error.h"
+#include "wire/fd_output.h"
 
 #include <fmt/format.h>
 #include <poll.h>
@@ -15,7 +16,9 @@ FdInput::FdInput(int fd, const StopFlag* stop, size_t buffer_bytes)
     : m_fd(fd),
       m_stop(stop),
       m_buffer(new capnp::word[(buffer_bytes + k_read_padding_bytes) / sizeof(capnp::word)]()),
-      m_capacity(buffer_bytes) {}
+      m_capacity(buffer_bytes) {
+    enlarge_pipe(fd);  // the reader's end may be the first to see the pipe
+}
 
 void FdInput::make_room(size_t want) {
     size_t held = m_end - m_begin;

@@ -2,11 +2,18 @@
 
 #include "core/error.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 
 namespace mh::wire {
+
+void enlarge_pipe(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) ::fcntl(fd, F_SETPIPE_SZ, k_pipe_bytes);
+}
 
 void FdOutput::flush() {
     size_t done = 0;

