@@ -11,6 +11,12 @@ namespace mh::cli {
 
 std::string version_text(const std::string& tool) { return tool + " (mh) 0.1.0"; }
 
+CLI::Validator unsigned_number() {
+    return CLI::Validator(
+        [](std::string& text) { return text.starts_with('-') ? std::string("expected 0 or more") : std::string(); },
+        "", "unsigned");
+}
+
 void add_common_options(CLI::App& app, CommonOptions& options, Streams streams) {
     if (streams == Streams::in_and_out)
         app.add_option("-i,--in", options.in,

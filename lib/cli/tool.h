@@ -72,4 +72,7 @@ int run_main(CLI::App& app, const CommonOptions& options, int argc, char** argv,
 
 std::string version_text(const std::string& tool);
 
+// For unsigned options: CLI11 would wrap "-1" around to 2^64-1.
+CLI::Validator unsigned_number();
+
 }  // namespace mh::cli

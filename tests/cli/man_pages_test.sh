@@ -11,7 +11,9 @@ for dir in "$MH_SOURCE"/tools/mh-*/; do
   for section in NAME SYNOPSIS DESCRIPTION OPTIONS "EXIT STATUS" EXAMPLES "SEE ALSO"; do
     grep -q "^\.SH \"\?$section" "$page" && pass || fail "$page has no $section section"
   done
-  for option in $("$tool" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u); do
+  options=$("$tool" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u)
+  [ -n "$options" ] && pass || fail "$tool --help lists no options"
+  for option in $options; do
     grep -qF -- "$(sed 's/-/\\-/g' <<< "$option")" "$page" || grep -qF -- "$option" "$page" \
       && pass || fail "$page does not document $option"
   done

@@ -38,12 +38,13 @@ expect_files_equal "socket" expected.frames teed-socket.frames
 begin "SIGTERM while blocked on output: stops reading, writes all it read, exits 0"
 mh-gen --count 300000 --seed 9 > many.frames
 mkfifo slow.fifo
-# The reader of the fifo is stopped, so mh-cat fills the pipe and blocks in write(2).
+# Once the reader of the fifo is stopped, mh-cat fills the pipe and blocks in write(2).
 ( exec cat slow.fifo > drained.jsonl ) &
 drainer=$!; BACKGROUND_PIDS+=($drainer)
-kill -STOP $drainer
 mh-cat --to json --log-level info < many.frames > slow.fifo 2> stop.err &
 cat_pid=$!; BACKGROUND_PIDS+=($cat_pid)
+wait_until 10 test -s drained.jsonl || fail "nothing came through the fifo"
+kill -STOP $drainer
 wait_until 10 grep -q pipe_write /proc/$cat_pid/wchan 2>/dev/null || fail "mh-cat never blocked on output"
 kill -TERM $cat_pid
 kill -CONT $drainer

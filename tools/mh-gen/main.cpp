@@ -7,10 +7,7 @@ int main(int argc, char** argv) {
     CLI::App app{"Simulate origins: sensors behind field gateways sending telemetry frames", "mh-gen"};
     mh::cli::add_common_options(app, options.common, mh::cli::Streams::out_only);
     app.remove_option(app.get_option("--dead-letter"));  // mh-gen reads no frames to reject
-    // CLI11 would wrap "-1" around to 2^64-1 for an unsigned option.
-    const CLI::Validator unsigned_number(
-        [](std::string& text) { return text.starts_with('-') ? std::string("expected 0 or more") : std::string(); },
-        "", "unsigned");
+    const CLI::Validator unsigned_number = mh::cli::unsigned_number();
 
     app.add_option("--sources", options.sources, "Number of simulated sources (sensor-000001, ...)")
         ->capture_default_str()

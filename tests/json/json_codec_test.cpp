@@ -1,0 +1,599 @@
+// JSON lines <-> frames: every mapping rule, the byte-for-byte round trip of the flat shape,
+// nested objects, what is kept as raw JSON, barriers, and every reason a line is refused.
+#include "json/json_codec.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace mh;
+using FieldValue = schema::Field::Value;
+
+// ---- helpers ------------------------------------------------------------------------------
+
+// A decoded line, read back as a message (frames are copied to word-aligned memory first).
+class Decoded {
+public:
+    explicit Decoded(std::string_view line) {
+        JsonDecoder decoder;
+        std::vector<std::byte> frame;
+        if (auto reason = decoder.decode(line, frame)) {
+            ADD_FAILURE() << "refused: " << *reason << "\n  line: " << line;
+            return;
+        }
+        m_words = std::vector<capnp::word>(frame.size() / sizeof(capnp::word));
+        std::memcpy(m_words.data(), frame.data(), frame.size());
+        m_reader.emplace(kj::arrayPtr(m_words.data(), m_words.size()));
+        m_message = m_reader->getRoot<schema::Message>();
+    }
+    schema::Message::Reader message() const { return m_message; }
+    const schema::Message::Reader* operator->() const { return &m_message; }
+
+    // The field called `name`, or a failure.
+    FieldValue::Reader field(std::string_view name) {
+        for (auto field : message().getFields())
+            if (std::string_view(field.getName().cStr()) == name) return field.getValue();
+        ADD_FAILURE() << "no field " << name;
+        return message().getFields()[0].getValue();
+    }
+    std::vector<std::string> field_names() {
+        std::vector<std::string> names;
+        for (auto field : message().getFields()) names.emplace_back(field.getName().cStr());
+        return names;
+    }
+
+private:
+    std::vector<capnp::word> m_words;
+    std::optional<capnp::FlatArrayMessageReader> m_reader;
+    schema::Message::Reader m_message;
+};
+
+// Why the decoder refuses `line` ("" when it accepts it).
+std::string refusal(std::string_view line) {
+    JsonDecoder decoder;
+    std::vector<std::byte> frame;
+    auto reason = decoder.decode(line, frame);
+    EXPECT_EQ(frame.empty(), reason.has_value()) << "a refusal must leave the output as it was";
+    return reason.value_or("");
+}
+
+std::string encode(schema::Message::Reader message,
+                   TimeFormat time_format = TimeFormat::nanoseconds) {
+    JsonEncoder encoder(time_format);
+    std::string line;
+    encoder.encode(message, line);
+    EXPECT_TRUE(!line.empty() && line.back() == '\n');
+    EXPECT_EQ(line.find('\n'), line.size() - 1) << "one line per message";
+    line.pop_back();
+    return line;
+}
+
+// JSON -> frame -> JSON.
+std::string round_trip(std::string_view line, TimeFormat time_format = TimeFormat::nanoseconds) {
+    Decoded decoded(line);
+    return encode(decoded.message(), time_format);
+}
+
+// A file with `content` to read from, or an empty one to write to and read back.
+class TempFile {
+public:
+    explicit TempFile(const std::string& content = "") : m_file(std::tmpfile()) {
+        std::fwrite(content.data(), 1, content.size(), m_file);
+        std::fflush(m_file);
+        std::rewind(m_file);
+    }
+    ~TempFile() { std::fclose(m_file); }
+    int fd() const { return fileno(m_file); }
+    std::string content() const {
+        std::string text;
+        char buffer[4096];
+        ssize_t n;
+        for (off_t at = 0; (n = pread(fd(), buffer, sizeof(buffer), at)) > 0; at += n)
+            text.append(buffer, n);
+        return text;
+    }
+
+private:
+    std::FILE* m_file;
+};
+
+// ---- JSON -> message: the header --------------------------------------------------------
+
+TEST(JsonDecoder, TopLevelKeysFillTheHeader) {
+    Decoded m(R"({"id":"0190a6b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b","time":1764170442123000000,)"
+              R"("ingested":1764170442200000000,"source":"sensor-000123","gateway":"gw-01",)"
+              R"("kind":"telemetry","body":"hello"})");
+    EXPECT_EQ(m->getId().size(), 16u);
+    EXPECT_EQ(m->getId()[0], 0x01);
+    EXPECT_EQ(m->getId()[15], 0x6b);
+    EXPECT_EQ(m->getTime(), 1764170442123000000);
+    EXPECT_EQ(m->getIngested(), 1764170442200000000);
+    EXPECT_STREQ(m->getSource().cStr(), "sensor-000123");
+    EXPECT_STREQ(m->getGateway().cStr(), "gw-01");
+    EXPECT_STREQ(m->getKind().cStr(), "telemetry");
+    EXPECT_EQ(
+        std::string_view(reinterpret_cast<const char*>(m->getBody().begin()), m->getBody().size()),
+        "hello");
+    EXPECT_EQ(m->getFields().size(), 0u);
+    EXPECT_TRUE(m->getControl().isNone());
+}
+
+TEST(JsonDecoder, IdsMayBe32PlainHexDigitsInEitherCase) {
+    Decoded dashed(R"({"id":"0190a6b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b"})");
+    Decoded plain(R"({"id":"0190A6B23C4D7E8F9A0B1C2D3E4F5A6B"})");
+    EXPECT_EQ(dashed->getId(), plain->getId());
+}
+
+TEST(JsonDecoder, TimesAreIntegerNanosecondsOrRfc3339Text) {
+    EXPECT_EQ(Decoded(R"({"time":-5})")->getTime(), -5);
+    EXPECT_EQ(Decoded(R"({"time":"2026-11-26T15:20:42.5+01:00"})")->getTime(), 1795702842500000000);
+    EXPECT_EQ(Decoded(R"({"time":"1970-01-01T00:00:00.000000001Z"})")->getTime(), 1);
+    EXPECT_EQ(Decoded(R"({"ingested":"2026-11-26T14:20:42.5Z"})")->getIngested(),
+              1795702842500000000);
+    // The whole int64 range, to the nanosecond.
+    EXPECT_EQ(Decoded(R"({"time":"2262-04-11T23:47:16.854775807Z"})")->getTime(),
+              std::numeric_limits<int64_t>::max());
+    EXPECT_EQ(Decoded(R"({"time":"1677-09-21T00:12:43.145224192Z"})")->getTime(),
+              std::numeric_limits<int64_t>::min());
+}
+
+TEST(JsonDecoder, NullLeavesAHeaderPartUnset) {
+    Decoded m(R"({"id":null,"time":null,"source":null,"kind":null,"body":null,"x":1})");
+    EXPECT_FALSE(m->hasId());
+    EXPECT_EQ(m->getTime(), 0);
+    EXPECT_FALSE(m->hasSource());
+    EXPECT_FALSE(m->hasBody());
+}
+
+TEST(JsonDecoder, ABodyIsAStringOrBase64Bytes) {
+    Decoded text(R"({"body":"caf\u00e9"})");
+    EXPECT_EQ(
+        std::string(reinterpret_cast<const char*>(text->getBody().begin()), text->getBody().size()),
+        "caf\xC3\xA9");
+    Decoded bytes(R"({"body":{"base64":"AP8Q"}})");
+    ASSERT_EQ(bytes->getBody().size(), 3u);
+    EXPECT_EQ(bytes->getBody()[0], 0x00);
+    EXPECT_EQ(bytes->getBody()[1], 0xFF);
+    EXPECT_EQ(bytes->getBody()[2], 0x10);
+    // URL-safe alphabet and missing padding are read too.
+    EXPECT_EQ(Decoded(R"({"body":{"base64":"_-8"}})")->getBody().size(), 2u);
+}
+
+// ---- JSON -> message: the fields --------------------------------------------------------
+
+TEST(JsonDecoder, OtherKeysAreTypedFields) {
+    Decoded m(R"({"count":42,"neg":-7,"temperature":21.5,"big_float":1e3,"whole":21.0,)"
+              R"("status":"ok","open":true,"closed":false})");
+    EXPECT_EQ(m.field_names(), (std::vector<std::string>{"count", "neg", "temperature", "big_float",
+                                                         "whole", "status", "open", "closed"}));
+    EXPECT_EQ(m.field("count").getInt(), 42);
+    EXPECT_EQ(m.field("neg").getInt(), -7);
+    EXPECT_EQ(m.field("temperature").getFloat(), 21.5);
+    // A fraction or an exponent makes a float, even when the value is whole.
+    EXPECT_EQ(m.field("big_float").which(), FieldValue::FLOAT);
+    EXPECT_EQ(m.field("whole").which(), FieldValue::FLOAT);
+    EXPECT_STREQ(m.field("status").getText().cStr(), "ok");
+    EXPECT_TRUE(m.field("open").getBool());
+    EXPECT_FALSE(m.field("closed").getBool());
+}
+
+TEST(JsonDecoder, AnEmptyStringIsAnEmptyTextField) {
+    Decoded m(R"({"note":""})");
+    EXPECT_EQ(m.field("note").which(), FieldValue::TEXT);
+    EXPECT_EQ(m.field("note").getText().size(), 0u);
+}
+
+TEST(JsonDecoder, NestedObjectsFlattenToDottedNames) {
+    Decoded m(R"({"motor":{"rpm":1500,"temp":{"winding":71.5,"case":40}},"ok":true})");
+    EXPECT_EQ(m.field_names(), (std::vector<std::string>{"motor.rpm", "motor.temp.winding",
+                                                         "motor.temp.case", "ok"}));
+    EXPECT_EQ(m.field("motor.rpm").getInt(), 1500);
+    EXPECT_EQ(m.field("motor.temp.winding").getFloat(), 71.5);
+}
+
+TEST(JsonDecoder, HeaderNamesInsideNestedObjectsAreFields) {
+    Decoded m(R"({"meta":{"time":5,"source":"x"}})");
+    EXPECT_EQ(m->getTime(), 0);
+    EXPECT_EQ(m.field("meta.time").getInt(), 5);
+    EXPECT_STREQ(m.field("meta.source").getText().cStr(), "x");
+}
+
+TEST(JsonDecoder, ArraysNullAndEmptyObjectsKeepTheirJsonText) {
+    Decoded m(R"({"samples":[1, 2.5, "x", [true], {"k": null}],"nothing":null,"empty":{}})");
+    EXPECT_EQ(m.field("samples").which(), FieldValue::JSON);
+    EXPECT_STREQ(m.field("samples").getJson().cStr(), R"([1, 2.5, "x", [true], {"k": null}])");
+    EXPECT_STREQ(m.field("nothing").getJson().cStr(), "null");
+    EXPECT_STREQ(m.field("empty").getJson().cStr(), "{}");
+}
+
+TEST(JsonDecoder, IntegersBeyondInt64KeepTheirDigits) {
+    Decoded m(
+        R"({"max":9223372036854775807,"over":9223372036854775808,"huge":123456789012345678901234567890,)"
+        R"("min":-9223372036854775808,"under":-9223372036854775809})");
+    EXPECT_EQ(m.field("max").getInt(), std::numeric_limits<int64_t>::max());
+    EXPECT_EQ(m.field("min").getInt(), std::numeric_limits<int64_t>::min());
+    EXPECT_STREQ(m.field("over").getJson().cStr(), "9223372036854775808");
+    EXPECT_STREQ(m.field("huge").getJson().cStr(), "123456789012345678901234567890");
+    EXPECT_STREQ(m.field("under").getJson().cStr(), "-9223372036854775809");
+}
+
+TEST(JsonDecoder, ADuplicateKeyTakesTheLastValueInThePlaceOfTheFirst) {
+    Decoded m(R"({"a":1,"b":2,"a":"three","source":"x","source":"y"})");
+    EXPECT_EQ(m.field_names(), (std::vector<std::string>{"a", "b"}));
+    EXPECT_STREQ(m.field("a").getText().cStr(), "three");
+    EXPECT_STREQ(m->getSource().cStr(), "y");
+    // The same with many fields (sorted rather than compared pairwise), and via nesting.
+    std::string line = "{";
+    for (int i = 0; i < 40; ++i)
+        line += "\"f" + std::to_string(i) + "\":" + std::to_string(i) + ",";
+    line += R"("f7":"late","g":{"h":1},"g.h":2})";
+    Decoded many(line);
+    EXPECT_EQ(many->getFields().size(), 41u);
+    EXPECT_EQ(many.field_names()[7], "f7");
+    EXPECT_STREQ(many.field("f7").getText().cStr(), "late");
+    EXPECT_EQ(many.field("g.h").getInt(), 2);
+}
+
+TEST(JsonDecoder, AcceptsWhitespaceAndEscapes) {
+    Decoded m(" { \"a b\" : \"tab\\there\" , \"\\u00e9\" : 1 } ");
+    EXPECT_EQ(m.field_names(), (std::vector<std::string>{"a b", "\xC3\xA9"}));
+    EXPECT_STREQ(m.field("a b").getText().cStr(), "tab\there");
+}
+
+TEST(JsonDecoder, BarriersAreControlFrames) {
+    Decoded barrier(R"({"$barrier":12,"time":1795706444000000000})");
+    ASSERT_TRUE(barrier->getControl().isBarrier());
+    EXPECT_EQ(barrier->getControl().getBarrier().getNumber(), 12u);
+    EXPECT_EQ(barrier->getControl().getBarrier().getTime(), 1795706444000000000);
+    Decoded either_order(R"({"time":"2026-11-26T15:20:44Z","$barrier":13})");
+    EXPECT_EQ(either_order->getControl().getBarrier().getNumber(), 13u);
+}
+
+TEST(JsonDecoder, AppendsOneFrameAfterWhatTheOutputHolds) {
+    JsonDecoder decoder;
+    std::vector<std::byte> frames;
+    ASSERT_FALSE(decoder.decode(R"({"a":1})", frames));
+    size_t first = frames.size();
+    ASSERT_FALSE(decoder.decode(R"({"a":2})", frames));
+    EXPECT_EQ(frames.size(), 2 * first);
+    auto reason = decoder.decode("nope", frames);
+    EXPECT_TRUE(reason);
+    EXPECT_EQ(frames.size(), 2 * first);
+}
+
+TEST(JsonDecoder, ReadsInPlaceWhenTheCallerHasPadding) {
+    // LineReader's lines have the padding; a plain string gets it by over-allocating.
+    std::string line = R"({"a":1})";
+    size_t size = line.size();
+    line.resize(size + wire::k_read_padding_bytes, ' ');
+    JsonDecoder decoder;
+    std::vector<std::byte> frame;
+    EXPECT_FALSE(decoder.decode(std::string_view(line.data(), size), frame, Padding::present));
+    EXPECT_FALSE(frame.empty());
+}
+
+// ---- JSON -> message: refusals ------------------------------------------------------------
+
+TEST(JsonDecoder, RefusesWhatIsNotAnObject) {
+    EXPECT_EQ(refusal("[1,2]"), "expected a JSON object");
+    EXPECT_EQ(refusal("42"), "expected a JSON object");
+    EXPECT_EQ(refusal(R"("text")"), "expected a JSON object");
+    EXPECT_EQ(refusal("null"), "expected a JSON object");
+}
+
+TEST(JsonDecoder, RefusesBrokenJsonWithSimdjsonsReason) {
+    EXPECT_EQ(refusal("not json"), "expected a JSON object");
+    EXPECT_EQ(
+        refusal(R"({"source":)"),
+        "invalid JSON in the line: JSON document ended early in the middle of an object or array.");
+    EXPECT_NE(refusal(R"({"a":1,})").find("invalid JSON after \"a\""), std::string::npos);
+    EXPECT_NE(refusal(R"({"a":01})").find("invalid JSON in \"a\": Problem while parsing a number"),
+              std::string::npos);
+    EXPECT_NE(refusal(R"({"m":{"x":tru}})").find("invalid JSON in \"m.x\""), std::string::npos);
+    EXPECT_NE(refusal(R"({"a":[1,nul]})").find("\"a\": invalid JSON in an array"),
+              std::string::npos);
+    EXPECT_NE(refusal(R"({"a":1e999})").find("invalid JSON in \"a\""), std::string::npos);
+    EXPECT_NE(refusal("{\"a\":\"\xFF\"}").find("UTF-8"), std::string::npos);
+    EXPECT_NE(refusal("{\"a\":\"tab\tinside\"}").find("invalid JSON"), std::string::npos);
+    EXPECT_EQ(refusal(R"({"a":1} {"b":2})"), "unexpected text after the JSON object");
+    EXPECT_NE(refusal("").find("invalid JSON"), std::string::npos);
+}
+
+TEST(JsonDecoder, RefusesBadHeaderValues) {
+    EXPECT_EQ(refusal(R"({"id":"nope"})"), "id: not a UUID");
+    EXPECT_EQ(refusal(R"({"id":"0190a6b2-3c4d-7e8f-9a0b-1c2d3e4f5a6"})"), "id: not a UUID");
+    EXPECT_EQ(refusal(R"({"id":42})"), "id: not a UUID");
+    EXPECT_EQ(refusal(R"({"time":1.5})"), "time: expected integer nanoseconds or RFC 3339 text");
+    EXPECT_EQ(refusal(R"({"time":"yesterday"})"),
+              "time: expected integer nanoseconds or RFC 3339 text");
+    EXPECT_EQ(refusal(R"({"time":true})"), "time: expected integer nanoseconds or RFC 3339 text");
+    EXPECT_EQ(refusal(R"({"time":9223372036854775808})"),
+              "time: expected integer nanoseconds or RFC 3339 text");
+    EXPECT_EQ(refusal(R"({"time":"2262-04-11T23:47:16.854775808Z"})"),
+              "time: expected integer nanoseconds or RFC 3339 text");
+    EXPECT_EQ(refusal(R"({"time":"9999-01-01T00:00:00Z"})"),
+              "time: expected integer nanoseconds or RFC 3339 text");
+    EXPECT_EQ(refusal(R"({"ingested":[]})"),
+              "ingested: expected integer nanoseconds or RFC 3339 text");
+    EXPECT_EQ(refusal(R"({"source":5})"), "source: expected a string");
+    EXPECT_EQ(refusal(R"({"gateway":{}})"), "gateway: expected a string");
+    EXPECT_EQ(refusal(R"({"kind":true})"), "kind: expected a string");
+    EXPECT_EQ(refusal(R"({"body":5})"), R"(body: expected a string or {"base64": "..."})");
+    EXPECT_EQ(refusal(R"({"body":{"hex":"00"}})"),
+              R"(body: expected a string or {"base64": "..."})");
+    EXPECT_EQ(refusal(R"({"body":{}})"), R"(body: expected a string or {"base64": "..."})");
+    EXPECT_EQ(refusal(R"({"body":{"base64":"!!"}})"), "body: invalid base64");
+}
+
+TEST(JsonDecoder, RefusesBadBarriers) {
+    EXPECT_EQ(refusal(R"({"$barrier":-1,"time":1})"),
+              "$barrier: expected a checkpoint number (a non-negative integer)");
+    EXPECT_EQ(refusal(R"({"$barrier":"1"})"),
+              "$barrier: expected a checkpoint number (a non-negative integer)");
+    EXPECT_EQ(refusal(R"({"$barrier":1,"time":1,"source":"x"})"),
+              R"($barrier: a barrier has no "source" (only "time"))");
+}
+
+TEST(JsonDecoder, RefusesMoreThanTheMaximumOfFields) {
+    auto object_with = [](size_t fields) {
+        std::string line = "{";
+        for (size_t i = 0; i < fields; ++i)
+            line += (i ? ",\"f" : "\"f") + std::to_string(i) + "\":1";
+        return line + "}";
+    };
+    EXPECT_EQ(refusal(object_with(k_max_fields)), "");
+    EXPECT_EQ(refusal(object_with(k_max_fields + 1)), "more than 1024 fields");
+}
+
+TEST(JsonDecoder, RefusesNestingDeeperThanTheLimit) {
+    auto nested = [](size_t depth, char open, char close) {
+        // `depth` levels in all, the line's own object being the first.
+        std::string line = "{\"a\":";
+        for (size_t i = 1; i < depth; ++i) line += open == '{' ? "{\"a\":" : "[";
+        line += "1";
+        for (size_t i = 1; i < depth; ++i) line += close;
+        return line + "}";
+    };
+    EXPECT_EQ(refusal(nested(k_max_json_depth, '{', '}')), "");
+    EXPECT_EQ(refusal(nested(k_max_json_depth + 1, '{', '}')), "nested deeper than 32 levels");
+    EXPECT_EQ(refusal(nested(k_max_json_depth, '[', ']')), "");
+    EXPECT_NE(refusal(nested(k_max_json_depth + 1, '[', ']')).find("nested deeper than 32 levels"),
+              std::string::npos);
+}
+
+// ---- message -> JSON ------------------------------------------------------------------------
+
+TEST(JsonEncoder, WritesTheHeaderFieldsAndBodyInAFixedOrder) {
+    capnp::MallocMessageBuilder builder;
+    auto m = builder.initRoot<schema::Message>();
+    // Set out of order on purpose: the output order is the encoder's.
+    m.setBody(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>("payload"), 7));
+    auto fields = m.initFields(2);
+    fields[0].setName("temperature");
+    fields[0].getValue().setFloat(21.5);
+    fields[1].setName("count");
+    fields[1].getValue().setInt(3);
+    m.setKind("telemetry");
+    m.setGateway("gw-01");
+    m.setSource("s1");
+    m.setIngested(2);
+    m.setTime(1);
+    uint8_t id[16] = {0x01, 0x90, 0xa6, 0xb2, 0x3c, 0x4d, 0x7e, 0x8f,
+                      0x9a, 0x0b, 0x1c, 0x2d, 0x3e, 0x4f, 0x5a, 0x6b};
+    m.setId(capnp::Data::Reader(id, 16));
+    EXPECT_EQ(
+        encode(m),
+        R"({"id":"0190a6b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b","time":1,"ingested":2,"source":"s1",)"
+        R"("gateway":"gw-01","kind":"telemetry","temperature":21.5,"count":3,"body":"payload"})");
+}
+
+TEST(JsonEncoder, LeavesOutWhatIsEmptyOrZero) {
+    capnp::MallocMessageBuilder builder;
+    auto m = builder.initRoot<schema::Message>();
+    EXPECT_EQ(encode(m), "{}");
+    m.setSource("");
+    m.setBody(capnp::Data::Reader());
+    m.setTime(0);
+    EXPECT_EQ(encode(m), "{}");
+}
+
+TEST(JsonEncoder, WritesTimesAsRfc3339OnRequest) {
+    EXPECT_EQ(round_trip(R"({"time":1795702842500000000,"ingested":1})", TimeFormat::rfc3339),
+              R"({"time":"2026-11-26T14:20:42.500Z","ingested":"1970-01-01T00:00:00.000000001Z"})");
+    EXPECT_EQ(round_trip(R"({"$barrier":3,"time":1795702842000000000})", TimeFormat::rfc3339),
+              R"({"$barrier":3,"time":"2026-11-26T14:20:42Z"})");
+}
+
+TEST(JsonEncoder, FloatsAlwaysReadBackAsFloats) {
+    auto with_float = [](double value) {
+        capnp::MallocMessageBuilder builder;
+        auto field = builder.initRoot<schema::Message>().initFields(1)[0];
+        field.setName("x");
+        field.getValue().setFloat(value);
+        return encode(builder.getRoot<schema::Message>());
+    };
+    EXPECT_EQ(with_float(21.0), R"({"x":21.0})");
+    EXPECT_EQ(with_float(21.5), R"({"x":21.5})");
+    EXPECT_EQ(with_float(0.1), R"({"x":0.1})");
+    EXPECT_EQ(with_float(-0.0), R"({"x":-0.0})");
+    EXPECT_EQ(with_float(1e300), R"({"x":1e+300})");
+    EXPECT_EQ(with_float(1.0 / 3), R"({"x":0.3333333333333333})");  // shortest that reads back
+    EXPECT_EQ(with_float(std::nan("")), R"({"x":null})");
+    EXPECT_EQ(with_float(-INFINITY), R"({"x":null})");
+}
+
+TEST(JsonEncoder, EscapesTextAndWritesOnlyAscii) {
+    capnp::MallocMessageBuilder builder;
+    auto m = builder.initRoot<schema::Message>();
+    m.setSource("quote \" backslash \\ newline \n tab \t nul \x01");
+    auto field = m.initFields(1)[0];
+    field.setName("caf\xC3\xA9");
+    field.getValue().setText("\xF0\x9F\x98\x80 bad:\xFF\xC3");
+    EXPECT_EQ(encode(m), R"({"source":"quote \" backslash \\ newline \n tab \t nul \u0001",)"
+                         R"("caf\u00e9":"\ud83d\ude00 bad:\ufffd\ufffd"})");
+}
+
+TEST(JsonEncoder, WritesABodyThatIsNotUtf8AsBase64) {
+    capnp::MallocMessageBuilder builder;
+    auto m = builder.initRoot<schema::Message>();
+    const capnp::byte bytes[] = {0x00, 0xFF, 0x10};
+    m.setBody(capnp::Data::Reader(bytes, 3));
+    EXPECT_EQ(encode(m), R"({"body":{"base64":"AP8Q"}})");
+    EXPECT_EQ(round_trip(R"({"body":{"base64":"AP8Q"}})"), R"({"body":{"base64":"AP8Q"}})");
+    // Bytes that happen to be UTF-8 come back as a string: the same bytes.
+    EXPECT_EQ(round_trip(R"({"body":{"base64":"aGk="}})"), R"({"body":"hi"})");
+}
+
+TEST(JsonEncoder, WritesJsonFieldsAsTheyAreWhenValid) {
+    capnp::MallocMessageBuilder builder;
+    auto fields = builder.initRoot<schema::Message>().initFields(4);
+    fields[0].setName("ok");
+    fields[0].getValue().setJson("[1, {\"a\": null}]");
+    fields[1].setName("broken");
+    fields[1].getValue().setJson("[1,");
+    fields[2].setName("lines");
+    fields[2].getValue().setJson("[1,\n2]");
+    fields[3].setName("two");
+    fields[3].getValue().setJson("1 2");
+    EXPECT_EQ(encode(builder.getRoot<schema::Message>()),
+              R"({"ok":[1, {"a": null}],"broken":"[1,","lines":[1, 2],"two":"1 2"})");
+}
+
+TEST(JsonEncoder, DottedNamesNestAgainGroupedByFirstAppearance) {
+    EXPECT_EQ(round_trip(
+                  R"({"motor.rpm":1500,"ok":true,"motor.temp.winding":71.5,"motor.temp.case":40})"),
+              R"({"motor":{"rpm":1500,"temp":{"winding":71.5,"case":40}},"ok":true})");
+}
+
+TEST(JsonEncoder, KeepsDottedKeysThatCannotNest) {
+    // "a" is a field of its own, so "a.b" cannot live inside it.
+    EXPECT_EQ(round_trip(R"({"a":1,"a.b":2,"a.c.d":3})"), R"({"a":1,"a.b":2,"a.c.d":3})");
+    // Empty segments have no nested form.
+    EXPECT_EQ(round_trip(R"({"a..b":1,".c":2,"d.":3})"), R"({"a..b":1,".c":2,"d.":3})");
+    // Nesting under a header name would read back as that header.
+    EXPECT_EQ(round_trip(R"({"source.x":1,"time.zone":"UTC"})"),
+              R"({"source.x":1,"time.zone":"UTC"})");
+}
+
+TEST(JsonEncoder, WritesBarriers) {
+    EXPECT_EQ(round_trip(R"({"$barrier":12,"time":1795706444000000000})"),
+              R"({"$barrier":12,"time":1795706444000000000})");
+}
+
+// ---- round trips ----------------------------------------------------------------------------
+
+TEST(JsonRoundTrip, TheFlatShapeComesBackByteForByte) {
+    const char* lines[] = {
+        R"({"id":"019ac0d2-7e3a-7a2b-8c4d-5e6f708192a3","time":1795706442123000000,"source":"sensor-000001","gateway":"gw-01","kind":"telemetry","temperature":21.5,"humidity":40.0,"count":7,"ok":true,"status":"fine \"quoted\" \u00e9","body":"raw payload"})",
+        R"({"time":1795706443000000000,"source":"sensor-000002","kind":"event","door":"open","negative":-3,"tiny":1e-300})",
+        R"({"time":-1,"ingested":2,"x":-0.5,"y":false,"z":"","w":"\ud83d\ude00"})",
+        R"({"source":"sensor-000003","samples":[1,2,3],"nothing":null,"big":123456789012345678901234567890})",
+        R"({"body":{"base64":"AP8Q"}})",
+        R"({"$barrier":12,"time":1795706444000000000})",
+    };
+    for (const char* line : lines) EXPECT_EQ(round_trip(line), line);
+}
+
+TEST(JsonRoundTrip, NestedObjectsComeBackNested) {
+    const char* line =
+        R"({"source":"pump-7","motor":{"rpm":1500,"temp":{"winding":71.5}},"ok":true})";
+    EXPECT_EQ(round_trip(line), line);
+}
+
+TEST(JsonRoundTrip, OtherShapesComeBackAsTheSameMessage) {
+    // Spaces, key order, id spelling, RFC 3339 times: normalized once, then stable.
+    const char* line =
+        R"( { "kind" : "k", "time" : "2026-11-26T15:20:42Z", "id":"0190A6B23C4D7E8F9A0B1C2D3E4F5A6B", "a" : [1, 2] } )";
+    std::string once = round_trip(line);
+    EXPECT_EQ(
+        once,
+        R"({"id":"0190a6b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b","time":1795706442000000000,"kind":"k","a":[1, 2]})");
+    EXPECT_EQ(round_trip(once), once);
+}
+
+// ---- sources and sinks over file descriptors ------------------------------------------------
+
+TEST(JsonLineSource, ReadsOneFramePerLineSkippingEmptyLines) {
+    TempFile input("{\"source\":\"a\"}\n\n   \n{\"source\":\"b\"}\r\n{\"source\":\"c\"}");
+    Log log("test");
+    JsonLineSource source(input.fd(), nullptr, log);
+    TempFile output;
+    JsonSink sink(output.fd());
+    wire::Frame frame;
+    while (source.next(wire::Wait::yes, frame) == wire::Next::frame) sink.write(frame);
+    sink.flush();
+    EXPECT_EQ(output.content(), "{\"source\":\"a\"}\n{\"source\":\"b\"}\n{\"source\":\"c\"}\n");
+    EXPECT_EQ(source.rejected(), 0u);
+}
+
+TEST(JsonLineSource, SkipsAndCountsBadLines) {
+    TempFile input("{\"x\":1}\n{\"source\":\nnot json\n[1,2]\n{\"x\":2}\n");
+    Log log("test", LogLevel::error);  // quiet: the warnings are what is tested elsewhere
+    JsonLineSource source(input.fd(), nullptr, log);
+    wire::Frame frame;
+    int frames = 0;
+    wire::Next next;
+    while ((next = source.next(wire::Wait::yes, frame)) == wire::Next::frame) ++frames;
+    EXPECT_EQ(next, wire::Next::end);
+    EXPECT_EQ(frames, 2);
+    EXPECT_EQ(source.rejected(), 3u);
+}
+
+TEST(JsonLineSource, StrictStopsAtTheFirstBadLineNamingIt) {
+    TempFile input("{\"x\":1}\n[1,2]\n{\"x\":2}\n");
+    Log log("test");
+    JsonLineSource source(input.fd(), nullptr, log, Strict::yes);
+    wire::Frame frame;
+    EXPECT_EQ(source.next(wire::Wait::yes, frame), wire::Next::frame);
+    EXPECT_EQ(source.next(wire::Wait::yes, frame), wire::Next::broken);
+    EXPECT_EQ(source.error(), "line 2: expected a JSON object");
+}
+
+TEST(JsonLineSource, RefusesLinesLongerThanTheFrameLimit) {
+    std::string long_line = "{\"x\":\"" + std::string(200, 'y') + "\"}";
+    TempFile input(long_line + "\n{\"x\":1}\n");
+    Log log("test");
+    JsonLineSource source(input.fd(), nullptr, log, Strict::yes, wire::FrameLimits{128});
+    wire::Frame frame;
+    EXPECT_EQ(source.next(wire::Wait::yes, frame), wire::Next::broken);
+    EXPECT_EQ(source.error(), "line 1: longer than the limit of 128 bytes");
+}
+
+TEST(JsonLineSource, RefusesMessagesOverTheFrameLimit) {
+    // Short JSON, big frame: every field costs a few words.
+    std::string line = "{";
+    for (int i = 0; i < 20; ++i)
+        line += (i ? ",\"" : "\"") + std::string(1, char('a' + i)) + "\":1";
+    line += "}";
+    TempFile input(line + "\n");
+    Log log("test");
+    JsonLineSource source(input.fd(), nullptr, log, Strict::yes, wire::FrameLimits{256});
+    wire::Frame frame;
+    EXPECT_EQ(source.next(wire::Wait::yes, frame), wire::Next::broken);
+    EXPECT_NE(source.error().find("line 1: message of "), std::string::npos);
+    EXPECT_NE(source.error().find("over the frame limit of 256 bytes"), std::string::npos);
+}
+
+TEST(JsonSink, SkipsAndCountsFramesItCannotRead) {
+    TempFile output;
+    JsonSink sink(output.fd());
+    // A segment table announcing one word, then a root pointer far out of bounds.
+    alignas(8) const uint32_t garbled[4] = {0, 1, 0xFFFFFFF0u, 0x00010000u};
+    sink.write(wire::Frame{reinterpret_cast<const capnp::word*>(garbled), 2});
+    sink.flush();
+    EXPECT_EQ(sink.rejected(), 1u);
+    EXPECT_FALSE(sink.last_error().empty());
+    EXPECT_EQ(output.content(), "");
+}
+
+}  // namespace
