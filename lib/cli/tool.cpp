@@ -53,7 +53,7 @@ ToolContext::~ToolContext() {
 }
 
 zmq::Context& ToolContext::zmq() {
-    if (!m_zmq) m_zmq = std::make_unique<zmq::Context>();
+    if (!m_zmq) m_zmq = std::make_unique<zmq::Context>(&m_stop, &m_log);
     return *m_zmq;
 }
 

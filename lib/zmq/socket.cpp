@@ -28,11 +28,18 @@ void set_int(void* socket, int option, int value, const char* name) {
 }
 }  // namespace
 
-Context::Context() : m_context(zmq_ctx_new()) {
+Context::Context(const StopFlag* stop, Log* log) : m_context(zmq_ctx_new()), m_stop(stop), m_log(log) {
     if (!m_context) fail("zmq_ctx_new", ExitCode::software);
 }
 
-Context::~Context() { zmq_ctx_term(m_context); }
+Context::~Context() {
+    while (zmq_ctx_term(m_context) != 0 && zmq_errno() == EINTR) {
+        if (m_stop && m_stop->load(std::memory_order_relaxed)) {
+            if (m_log) m_log->warn("stopped while waiting to deliver queued messages to a peer that is not reading: they are lost");
+            return;  // the process is ending; the context goes with it
+        }
+    }
+}
 
 Socket::Socket(Context& context, const Endpoint& endpoint)
     : m_socket(zmq_socket(context.get(), socket_type(endpoint.pattern))) {

@@ -2,6 +2,7 @@
 // back-pressure, and word-aligned reads. main() owns the Context and passes it down.
 #pragma once
 
+#include "core/log.h"
 #include "core/stop.h"
 #include "wire/stream.h"
 #include "zmq/endpoint.h"
@@ -16,9 +17,12 @@ namespace mh::zmq {
 constexpr size_t k_batch_bytes = 64 << 10;  // frames per ZeroMQ message, up to this size
 constexpr int k_high_water_batches = 64;    // queued batches per peer before a send blocks
 
+// Closing waits until every queued message is delivered (sockets linger forever), so a
+// finished sender loses nothing. If that wait is interrupted by a stop request (SIGTERM
+// or SIGINT while a peer is gone), it gives up and says so rather than hang.
 class Context {
 public:
-    Context();
+    explicit Context(const StopFlag* stop = nullptr, Log* log = nullptr);
     ~Context();
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
@@ -26,6 +30,8 @@ public:
 
 private:
     void* m_context;
+    const StopFlag* m_stop;
+    Log* m_log;
 };
 
 // A socket attached to every address of an endpoint; closed in the destructor.

@@ -57,4 +57,15 @@ expect_files_equal "and they are the stream's first ones" \
   <(mh-cat --to json < many.frames | head -n "$(wc -l < drained.jsonl)") drained.jsonl
 [ "${read_count:-0}" -lt 300000 ] && pass || fail "the stop came too late to test anything"
 
+begin "a sender whose peer never comes waits to deliver, and gives up on SIGTERM"
+mh-gen --count 10 --seed 1 --out ">ipc://$WORK/nobody.sock" 2> nobody.err &
+sender=$!; BACKGROUND_PIDS+=($sender)
+# It has nothing left to do but wait in zmq_ctx_term: poll until it sleeps there.
+wait_until 10 bash -c "awk '{print \$3}' /proc/$sender/stat | grep -qx S" || fail "sender not waiting"
+kill -0 $sender 2>/dev/null && pass || fail "sender exited without delivering"
+kill -TERM $sender
+wait_pid_exit 10 $sender
+expect_eq "exit code" 0 "$EXIT_CODE"
+expect_contains "says what was lost" "they are lost" "$(cat nobody.err)"
+
 finish
