@@ -43,8 +43,11 @@ void add_common_options(CLI::App& app, CommonOptions& options, Streams streams) 
 ToolContext::ToolContext(std::string tool, const CommonOptions& options)
     : m_options(options),
       m_log(std::move(tool), parse_log_level(options.log_level).value_or(LogLevel::info)) {
-    if (!options.metrics.empty())
+    if (!options.metrics.empty()) {
         m_metrics_server = std::make_unique<metrics::Server>(m_metrics, options.metrics, m_log);
+        if (options.metrics.ends_with(":0"))  // the system picked the port: say which
+            m_log.info("metrics on port {}", m_metrics_server->port());
+    }
 }
 
 ToolContext::~ToolContext() {
