@@ -78,8 +78,8 @@ public:
     JsonEncoder(const JsonEncoder&) = delete;
     JsonEncoder& operator=(const JsonEncoder&) = delete;
 
-    // Appends the message as one line of JSON and its '\n'. Always valid JSON, in ASCII:
-    // non-ASCII text is written as \u escapes and invalid UTF-8 becomes U+FFFD, a body that is not
+    // Appends the message as one line of JSON and its '\n'. Always valid JSON in UTF-8:
+    // non-ASCII text is kept as it is (C1 controls escaped), invalid UTF-8 becomes U+FFFD, a body that is not
     // UTF-8 is written as {"base64":...}, NaN and infinities as null, and a json field that is not
     // valid JSON as a string.
     void encode(schema::Message::Reader message, std::string& out);
@@ -141,12 +141,12 @@ namespace json {
 
 // Building blocks the text formats share (CSV and the human-readable text sink use them).
 
-// What becomes of non-ASCII text in a string: \u escapes (pure ASCII output, as JSON
-// writers most often do), or kept as UTF-8 (for people; C1 controls are still escaped).
+// What becomes of non-ASCII text in a string: kept as UTF-8 (the default, as jq writes it;
+// C1 controls are still escaped), or \u escapes for pure ASCII output.
 enum class NonAscii { escape, keep };
 
 // `text` as a JSON string with its quotes: escaped, invalid UTF-8 replaced by U+FFFD.
-void append_string(std::string& out, std::string_view text, NonAscii non_ascii = NonAscii::escape);
+void append_string(std::string& out, std::string_view text, NonAscii non_ascii = NonAscii::keep);
 
 // The shortest text that reads back as the same double, always with a '.' or an exponent
 // ("21.0", "1e+300"); NaN and infinities have no JSON form and are the caller's to handle.

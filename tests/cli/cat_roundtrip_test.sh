@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 
 begin "JSON round trip reproduces the input byte for byte"
 cat > flat.jsonl <<'JSON'
-{"id":"019ac0d2-7e3a-7a2b-8c4d-5e6f708192a3","time":1795706442123000000,"source":"sensor-000001","gateway":"gw-01","kind":"telemetry","temperature":21.5,"humidity":40.0,"count":7,"ok":true,"status":"fine \"quoted\" \u00e9","body":"raw payload"}
+{"id":"019ac0d2-7e3a-7a2b-8c4d-5e6f708192a3","time":1795706442123000000,"source":"sensor-000001","gateway":"gw-01","kind":"telemetry","temperature":21.5,"humidity":40.0,"count":7,"ok":true,"status":"fine \"quoted\" é °C","body":"raw payload"}
 {"time":1795706443000000000,"source":"sensor-000002","kind":"event","door":"open","negative":-3,"tiny":1e-300}
 {"$barrier":12,"time":1795706444000000000}
 {"source":"sensor-000003","samples":[1,2,3],"nothing":null,"big":123456789012345678901234567890}

@@ -432,15 +432,21 @@ TEST(JsonEncoder, FloatsAlwaysReadBackAsFloats) {
     EXPECT_EQ(with_float(-INFINITY), R"({"x":null})");
 }
 
-TEST(JsonEncoder, EscapesTextAndWritesOnlyAscii) {
+TEST(JsonEncoder, EscapesControlsKeepsUtf8AndReplacesInvalidBytes) {
     capnp::MallocMessageBuilder builder;
     auto m = builder.initRoot<schema::Message>();
-    m.setSource("quote \" backslash \\ newline \n tab \t nul \x01");
+    m.setSource("quote \" backslash \\ newline \n tab \t nul \x01 c1 \xC2\x85");
     auto field = m.initFields(1)[0];
     field.setName("caf\xC3\xA9");
     field.getValue().setText("\xF0\x9F\x98\x80 bad:\xFF\xC3");
-    EXPECT_EQ(encode(m), R"({"source":"quote \" backslash \\ newline \n tab \t nul \u0001",)"
-                         R"("caf\u00e9":"\ud83d\ude00 bad:\ufffd\ufffd"})");
+    EXPECT_EQ(encode(m), R"({"source":"quote \" backslash \\ newline \n tab \t nul \u0001 c1 \u0085",)"
+                         "\"caf\xC3\xA9\":\"\xF0\x9F\x98\x80 bad:\xEF\xBF\xBD\xEF\xBF\xBD\"}");
+}
+
+TEST(JsonEncoder, CanWriteOnlyAscii) {
+    std::string out;
+    json::append_string(out, "caf\xC3\xA9 \xF0\x9F\x98\x80", json::NonAscii::escape);
+    EXPECT_EQ(out, R"("caf\u00e9 \ud83d\ude00")");
 }
 
 TEST(JsonEncoder, WritesABodyThatIsNotUtf8AsBase64) {
@@ -494,9 +500,9 @@ TEST(JsonEncoder, WritesBarriers) {
 
 TEST(JsonRoundTrip, TheFlatShapeComesBackByteForByte) {
     const char* lines[] = {
-        R"({"id":"019ac0d2-7e3a-7a2b-8c4d-5e6f708192a3","time":1795706442123000000,"source":"sensor-000001","gateway":"gw-01","kind":"telemetry","temperature":21.5,"humidity":40.0,"count":7,"ok":true,"status":"fine \"quoted\" \u00e9","body":"raw payload"})",
+        R"({"id":"019ac0d2-7e3a-7a2b-8c4d-5e6f708192a3","time":1795706442123000000,"source":"sensor-000001","gateway":"gw-01","kind":"telemetry","temperature":21.5,"humidity":40.0,"count":7,"ok":true,"status":"fine \"quoted\" é °C","body":"raw payload"})",
         R"({"time":1795706443000000000,"source":"sensor-000002","kind":"event","door":"open","negative":-3,"tiny":1e-300})",
-        R"({"time":-1,"ingested":2,"x":-0.5,"y":false,"z":"","w":"\ud83d\ude00"})",
+        "{\"time\":-1,\"ingested\":2,\"x\":-0.5,\"y\":false,\"z\":\"\",\"w\":\"\xF0\x9F\x98\x80\"}",
         R"({"source":"sensor-000003","samples":[1,2,3],"nothing":null,"big":123456789012345678901234567890})",
         R"({"body":{"base64":"AP8Q"}})",
         R"({"$barrier":12,"time":1795706444000000000})",
