@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   capnproto libcapnp-dev libzmq3-dev liblmdb-dev libfmt-dev libcli11-dev
-  libssl-dev libgtest-dev libsimdjson-dev
+  libssl-dev libgtest-dev libsimdjson-dev libre2-dev
   clang libclang-rt-14-dev   # libFuzzer targets
   jq                         # test oracles
   time                       # peak memory in bench/run.sh
