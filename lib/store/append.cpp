@@ -1,0 +1,185 @@
+#include "store/append.h"
+
+#include "core/error.h"
+#include "message/time.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+namespace mh::store {
+
+AppendMetrics::AppendMetrics(metrics::Registry& registry)
+    : flow(registry),
+      duplicates(registry.counter("mh_dropped_total", "Messages dropped, by reason", "reason=\"duplicate\"")),
+      no_id(registry.counter("mh_dropped_total", "Messages dropped, by reason", "reason=\"no_id\"")),
+      bad_source(registry.counter("mh_dropped_total", "Messages dropped, by reason", "reason=\"bad_source\"")),
+      barriers(registry.counter("mh_store_barriers_total", "Checkpoint barriers confirmed after a commit")),
+      commits(registry.counter("mh_store_commits_total", "LMDB write transactions committed")),
+      commit_seconds(registry.histogram("mh_store_commit_seconds", "Time to write and commit one batch")) {}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Counts since the last publication, so that metrics cost one atomic add per commit.
+struct Unpublished {
+    uint64_t frames = 0, bytes = 0, stored = 0, stored_bytes = 0, garbled = 0, duplicates = 0, no_id = 0,
+             bad_source = 0, barriers = 0;
+};
+
+class Appender {
+public:
+    Appender(wire::FrameSource& source, Store& store, const AppendOptions& options, Log& log, AppendMetrics* metrics)
+        : m_source(source), m_store(store), m_options(options), m_log(log), m_metrics(metrics) {}
+
+    AppendCounts run() {
+        wire::Frame frame;
+        for (;;) {
+            wire::Next next = m_source.next(wire::Wait::no, frame);
+            if (next == wire::Next::idle) {
+                commit();
+                next = m_source.next(wire::Wait::yes, frame);
+            }
+            if (next == wire::Next::end) break;
+            if (next == wire::Next::broken) {
+                commit();
+                finish();
+                if (m_metrics) m_metrics->flow.errors.add();
+                throw Error(ExitCode::data, m_source.error());
+            }
+            if (next != wire::Next::frame) continue;
+            take(frame);
+        }
+        commit();
+        finish();
+        return m_counts;
+    }
+
+private:
+    void take(const wire::Frame& frame) {
+        ++m_counts.frames;
+        ++m_unpublished.frames;
+        m_unpublished.bytes += frame.byte_count();
+        auto result = m_batch.add(frame, m_options.limits);
+        if (auto* barrier = std::get_if<BarrierSeen>(&result)) {
+            confirm(frame, barrier->number);
+        } else if (auto* refused = std::get_if<Refused>(&result)) {
+            refuse(frame, *refused);
+        } else {
+            if (m_batch.size() == 1) m_batch_started = Clock::now();
+            if (m_batch.size() >= m_options.batch_messages || m_batch.bytes() >= k_max_batch_bytes) {
+                commit();
+            } else if (m_batch.size() % k_linger_check_every == 0 &&
+                       Clock::now() - m_batch_started >= std::chrono::nanoseconds(m_options.linger_ns)) {
+                commit();  // a source that is never idle but slow to fill a batch
+            }
+        }
+    }
+
+    // A barrier is confirmed only once everything before it is durable; it is not stored.
+    void confirm(const wire::Frame& frame, uint64_t number) {
+        commit();
+        ++m_counts.barriers;
+        ++m_unpublished.barriers;
+        if (m_options.confirm) {
+            m_options.confirm->write(frame);
+            m_options.confirm->flush();
+        }
+        m_log.debug("barrier {} committed", number);
+    }
+
+    void refuse(const wire::Frame& frame, const Refused& refused) {
+        switch (refused.reason) {
+            case Refusal::garbled:
+                ++m_counts.garbled;
+                ++m_unpublished.garbled;
+                m_log.warn("dropped a garbled frame of {} bytes: {}", frame.byte_count(), refused.text);
+                break;
+            case Refusal::no_id:
+                if (m_counts.no_id++ == 0)
+                    m_log.warn("refused a message: {}; the store deduplicates by id, and ids are assigned at "
+                               "ingestion (mh-endpoint, mh-gen): further ones are only counted",
+                               refused.text);
+                ++m_unpublished.no_id;
+                break;
+            case Refusal::bad_source:
+                if (m_counts.bad_source++ == 0)
+                    m_log.warn("refused a message: {}; further ones are only counted", refused.text);
+                ++m_unpublished.bad_source;
+                break;
+        }
+        if (m_options.dead_letter) m_options.dead_letter->write(frame);
+    }
+
+    void commit() {
+        if (!m_batch.empty()) {
+            auto started = Clock::now();
+            CommitResult result;
+            try {
+                result = m_store.commit(m_batch);
+            } catch (const Error& e) {
+                throw Error(e.code(), fmt::format("stopped appending to '{}': {}; everything committed before is "
+                                                  "kept, the {} messages of the batch in progress were not stored",
+                                                  m_store.directory(), e.what(), m_batch.size()));
+            }
+            auto elapsed = Clock::now() - started;
+            if (result.map_growths)
+                m_log.info("the store's map grew to {} MiB", m_store.map_bytes() >> 20);
+            ++m_counts.commits;
+            m_counts.stored += result.stored;
+            m_counts.duplicates += result.duplicates;
+            m_unpublished.stored += result.stored;
+            m_unpublished.stored_bytes += result.bytes;
+            m_unpublished.duplicates += result.duplicates;
+            if (m_metrics) {
+                m_metrics->commits.add();
+                m_metrics->commit_seconds.observe_ns(
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
+            }
+            m_batch.clear();
+        }
+        if (m_options.dead_letter) m_options.dead_letter->flush();
+        publish();
+    }
+
+    void publish() {
+        if (!m_metrics) return;
+        auto& u = m_unpublished;
+        m_metrics->flow.messages_in.add(u.frames);
+        m_metrics->flow.bytes_in.add(u.bytes);
+        m_metrics->flow.messages_out.add(u.stored);
+        m_metrics->flow.bytes_out.add(u.stored_bytes);
+        m_metrics->flow.dropped_malformed.add(u.garbled);
+        m_metrics->duplicates.add(u.duplicates);
+        m_metrics->no_id.add(u.no_id);
+        m_metrics->bad_source.add(u.bad_source);
+        m_metrics->barriers.add(u.barriers);
+        u = {};
+    }
+
+    void finish() {
+        if (m_counts.no_id > 1 || m_counts.bad_source > 1)
+            m_log.warn("refused {} messages without an id and {} with a source the index cannot take",
+                       m_counts.no_id, m_counts.bad_source);
+    }
+
+    wire::FrameSource& m_source;
+    Store& m_store;
+    const AppendOptions& m_options;
+    Log& m_log;
+    AppendMetrics* m_metrics;
+    Batch m_batch;
+    Clock::time_point m_batch_started;
+    AppendCounts m_counts;
+    Unpublished m_unpublished;
+};
+
+}  // namespace
+
+AppendCounts append(wire::FrameSource& source, Store& store, const AppendOptions& options, Log& log,
+                    AppendMetrics* metrics) {
+    return Appender(source, store, options, log, metrics).run();
+}
+
+}  // namespace mh::store

@@ -1,0 +1,448 @@
+#include "store/store.h"
+
+#include "store/layout.h"
+
+#include <capnp/serialize.h>
+#include <fmt/format.h>
+#include <kj/exception.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+namespace mh::store {
+
+namespace {
+
+std::string id_text(std::span<const uint8_t> id) {
+    if (id.size() != k_id_bytes) return fmt::format("<{}-byte id>", id.size());
+    char text[k_id_text_chars];
+    format_id(id, text);
+    return std::string(text, k_id_text_chars);
+}
+
+std::string id_text(Bytes id) {
+    return id_text(std::span(reinterpret_cast<const uint8_t*>(id.data()), id.size()));
+}
+
+std::span<const uint8_t> id_span(const std::byte* p) { return {reinterpret_cast<const uint8_t*>(p), k_id_bytes}; }
+
+Bytes bytes_of(const auto& array) { return std::as_bytes(std::span(array)); }
+
+// LMDB hands out values at 2-byte alignment; Cap'n Proto reads whole words.
+wire::Frame aligned_copy(Bytes value, std::vector<capnp::word>& buffer) {
+    buffer.resize((value.size() + sizeof(capnp::word) - 1) / sizeof(capnp::word));
+    if (!value.empty()) std::memcpy(buffer.data(), value.data(), value.size());
+    return {buffer.data(), value.size() / sizeof(capnp::word)};
+}
+
+// Stored frames may be larger than today's --max-frame: a frame is read with limits of its own size.
+wire::FrameLimits limits_for(Bytes value) {
+    return {std::max(value.size(), wire::k_default_max_frame_bytes)};
+}
+
+struct Header {
+    MessageId id{};
+    bool id_ok = false;
+    int64_t time_ns = 0;
+    std::string source;
+};
+
+// The header of a stored message, or nullopt when it cannot be read (check reports why).
+std::optional<Header> read_header(Bytes value, std::vector<capnp::word>& buffer) {
+    if (value.size() % sizeof(capnp::word) != 0) return std::nullopt;
+    wire::Frame frame = aligned_copy(value, buffer);
+    try {
+        capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count),
+                                             wire::reader_options(limits_for(value)));
+        auto root = reader.getRoot<schema::Message>();
+        Header header;
+        auto id = root.getId();
+        header.id_ok = id.size() == k_id_bytes;
+        if (header.id_ok) std::memcpy(header.id.data(), id.begin(), k_id_bytes);
+        header.time_ns = root.getTime();
+        auto source = root.getSource();
+        header.source.assign(source.begin(), source.size());
+        return header;
+    } catch (const kj::Exception&) {
+        return std::nullopt;
+    }
+}
+
+uint64_t read_u64(std::optional<Bytes> value) {
+    uint64_t number = 0;
+    if (value && value->size() == sizeof(number)) std::memcpy(&number, value->data(), sizeof(number));
+    return number;
+}
+
+bool path_exists(const std::string& path) {
+    struct stat info{};
+    return ::stat(path.c_str(), &info) == 0;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Batch
+
+AddResult Batch::add(const wire::Frame& frame, const wire::FrameLimits& limits) {
+    if (auto reason = wire::check_frame(frame, limits)) return Refused{Refusal::garbled, *reason};
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count), wire::reader_options(limits));
+    auto root = reader.getRoot<schema::Message>();
+    if (root.getControl().isBarrier()) return BarrierSeen{root.getControl().getBarrier().getNumber()};
+
+    auto id = root.getId();
+    if (id.size() != k_id_bytes)
+        return Refused{Refusal::no_id, id.size() == 0 ? std::string("message has no id")
+                                                      : fmt::format("id of {} bytes, not {}", id.size(), k_id_bytes)};
+    auto source = root.getSource();
+    std::string_view source_text(source.begin(), source.size());
+    if (source_text.size() > k_max_source_bytes)
+        return Refused{Refusal::bad_source,
+                       fmt::format("source of {} bytes, more than the {} the index takes", source_text.size(),
+                                   k_max_source_bytes)};
+    if (source_text.find('\0') != std::string_view::npos)
+        return Refused{Refusal::bad_source, "source contains a NUL byte"};
+
+    Entry entry{m_words.size(), frame.word_count, {}, root.getTime(), m_sources.size(), source_text.size()};
+    std::memcpy(entry.id.data(), id.begin(), k_id_bytes);
+    m_words.insert(m_words.end(), frame.words, frame.words + frame.word_count);
+    m_sources.append(source_text);
+    m_entries.push_back(entry);
+    return Added{};
+}
+
+void Batch::clear() {
+    m_words.clear();
+    m_entries.clear();
+    m_sources.clear();
+}
+
+Bytes Batch::frame_bytes(const Entry& entry) const {
+    return {reinterpret_cast<const std::byte*>(m_words.data() + entry.word_offset),
+            entry.word_count * sizeof(capnp::word)};
+}
+
+// ---------------------------------------------------------------------------------------
+// Store
+
+// A read transaction with the map-size lock held shared for its lifetime.
+class Store::Snapshot {
+public:
+    explicit Snapshot(Store& store) {
+        for (;;) {
+            m_lock = std::shared_lock(store.m_map_mutex);
+            try {
+                m_txn.emplace(*store.m_env, Txn::Kind::read);
+                return;
+            } catch (const LmdbError& e) {
+                if (e.rc() != MDB_MAP_RESIZED) throw;
+            }
+            m_lock.unlock();
+            store.follow_resize();  // another process grew the map: adopt its size, try again
+        }
+    }
+    const Txn& txn() const { return *m_txn; }
+
+private:
+    std::shared_lock<std::shared_mutex> m_lock;  // declared first: released after the transaction
+    std::optional<Txn> m_txn;
+};
+
+Store::Store(const std::string& directory, const StoreConfig& config) : m_directory(directory), m_config(config) {
+    bool writable = config.access == Access::read_write;
+    bool create = writable && config.create == Create::yes;
+    if (create && ::mkdir(directory.c_str(), 0755) != 0 && errno != EEXIST)
+        throw Error(ExitCode::io, fmt::format("cannot create the store directory '{}': {}", directory,
+                                              std::strerror(errno)));
+    if (!path_exists(directory + "/data.mdb")) {
+        if (!create)
+            throw Error(ExitCode::io, fmt::format("no store at '{}' (no data.mdb there): "
+                                                  "mh-store append --db {} creates one",
+                                                  directory, directory));
+    }
+    EnvConfig env_config;
+    env_config.access = config.access;
+    env_config.sync = config.sync;
+    env_config.map_bytes = writable ? std::max(std::min(config.initial_map_bytes, config.max_map_bytes), k_min_map_bytes)
+                                    : 0;
+    m_env = std::make_unique<Env>(directory, env_config);
+    m_map_bytes = m_env->info().me_mapsize;
+
+    Txn txn(*m_env, writable ? Txn::Kind::write : Txn::Kind::read);
+    unsigned create_flag = create ? MDB_CREATE : 0;
+    auto open = [&](const char* name, unsigned flags) {
+        auto table = open_table(txn, name, flags | create_flag);
+        if (!table)
+            throw Error(ExitCode::io, fmt::format("'{}' is not an mh store: it has no table '{}'", directory, name));
+        return *table;
+    };
+    m_tables.messages = open(k_messages_table, 0);
+    m_tables.by_time = open(k_by_time_table, 0);
+    m_tables.by_source = open(k_by_source_table, MDB_DUPSORT | MDB_DUPFIXED);
+    m_tables.meta = open(k_meta_table, 0);
+    auto format = txn.get(m_tables.meta, as_bytes(k_format_key));
+    if (!format && create) {
+        txn.put(m_tables.meta, as_bytes(k_format_key), as_bytes(k_format_value));
+    } else if (!format || std::string_view(reinterpret_cast<const char*>(format->data()), format->size()) !=
+                              k_format_value) {
+        throw Error(ExitCode::io, fmt::format("'{}' is not an mh store of format '{}'", directory, k_format_value));
+    }
+    txn.commit();  // also keeps the table handles for the environment's lifetime
+}
+
+Store::~Store() = default;
+
+void Store::follow_resize() {
+    std::unique_lock held(m_map_mutex);
+    m_env->set_map_bytes(0);  // adopt the size another process set
+    m_map_bytes = m_env->info().me_mapsize;
+}
+
+void Store::grow_map(const char* why) {
+    std::unique_lock held(m_map_mutex);
+    size_t current = m_env->info().me_mapsize;
+    if (current >= m_config.max_map_bytes)
+        throw Error(ExitCode::io, fmt::format("the store '{}' is full: {} bytes, its limit ({})", m_directory,
+                                              current, why));
+    size_t next = std::min(current * 2, m_config.max_map_bytes);
+    m_env->set_map_bytes(next);
+    m_map_bytes = m_env->info().me_mapsize;
+}
+
+CommitResult Store::commit(const Batch& batch) {
+    CommitResult result;
+    for (;;) {
+        result.stored = result.duplicates = result.bytes = 0;
+        try {
+            std::shared_lock held(m_map_mutex);
+            Txn txn(*m_env, Txn::Kind::write);
+            for (const auto& entry : batch.entries()) {
+                Bytes frame = batch.frame_bytes(entry);
+                if (txn.put(m_tables.messages, bytes_of(entry.id), frame, MDB_NOOVERWRITE) == Txn::Put::exists) {
+                    ++result.duplicates;
+                    continue;
+                }
+                TimeKey key = time_key(entry.time_ns, entry.id);
+                txn.put(m_tables.by_time, bytes_of(key), {});
+                txn.put(m_tables.by_source, as_bytes(source_key(batch.source(entry))), bytes_of(key));
+                ++result.stored;
+                result.bytes += frame.size();
+            }
+            if (result.stored) {
+                uint64_t total = read_u64(txn.get(m_tables.meta, as_bytes(k_bytes_key))) + result.bytes;
+                txn.put(m_tables.meta, as_bytes(k_bytes_key), std::as_bytes(std::span(&total, 1)));
+            }
+            txn.commit();
+            return result;
+        } catch (const LmdbError& e) {
+            // The transaction was aborted as it unwound: nothing of this batch is stored.
+            if (e.rc() == MDB_MAP_FULL) {
+                grow_map("raise --max-size, or free disk space");
+                ++result.map_growths;
+            } else if (e.rc() == MDB_MAP_RESIZED) {
+                follow_resize();
+            } else {
+                throw;
+            }
+        }
+    }
+}
+
+QueryResult Store::query(const Query& query, wire::FrameSink& sink) {
+    Snapshot snapshot(*this);
+    const Txn& txn = snapshot.txn();
+    QueryResult result;
+    std::vector<capnp::word> buffer;
+    std::optional<expr::Record> record;
+    expr::Scratch scratch;
+    if (query.where) record.emplace(*query.symbols);
+    const bool bounded = query.to_ns != std::numeric_limits<int64_t>::max();
+
+    // Sends the message `id` on when it passes `where`; false once the query is done.
+    auto visit = [&](const std::byte* id) {
+        ++result.entries_read;
+        auto value = txn.get(m_tables.messages, {id, k_id_bytes});
+        if (!value)
+            throw Error(ExitCode::data, fmt::format("the index names message {}, which is not stored: "
+                                                    "run mh-store check",
+                                                    id_text(id_span(id))));
+        wire::Frame frame = aligned_copy(*value, buffer);
+        if (query.where) {
+            try {
+                capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count),
+                                                     wire::reader_options(limits_for(*value)));
+                record->bind(reader.getRoot<schema::Message>(), query.now_ns);
+                scratch.reset();
+                if (!query.where->holds(*record, scratch)) return true;
+            } catch (const kj::Exception& e) {
+                throw Error(ExitCode::data, fmt::format("stored message {} is damaged ({}): run mh-store check",
+                                                        id_text(id_span(id)), e.getDescription().cStr()));
+            }
+        }
+        sink.write(frame);
+        ++result.matched;
+        if (query.limit && result.matched >= query.limit) return false;
+        return !(query.stop && query.stop->load(std::memory_order_relaxed));
+    };
+
+    TimeKey start = time_key(query.from_ns, {});
+    MDB_val key{}, value{};
+    if (query.source) {
+        Cursor cursor(txn, m_tables.by_source);
+        std::string_view source = source_key(*query.source);
+        key = to_val(as_bytes(source));
+        value = to_val(bytes_of(start));
+        // The first (time, id) of this source at or after `from`, then on within the source only.
+        for (bool more = cursor.move(MDB_GET_BOTH_RANGE, key, value); more;
+             more = cursor.move(MDB_NEXT_DUP, key, value)) {
+            if (value.mv_size != k_time_key_bytes) continue;
+            auto* entry = static_cast<const std::byte*>(value.mv_data);
+            if (bounded && decode_time(entry) >= query.to_ns) break;
+            if (!visit(entry + k_time_bytes)) break;
+        }
+    } else {
+        Cursor cursor(txn, m_tables.by_time);
+        key = to_val(bytes_of(start));
+        for (bool more = cursor.move(MDB_SET_RANGE, key, value); more; more = cursor.move(MDB_NEXT, key, value)) {
+            if (key.mv_size != k_time_key_bytes) continue;
+            auto* entry = static_cast<const std::byte*>(key.mv_data);
+            if (bounded && decode_time(entry) >= query.to_ns) break;
+            if (!visit(entry + k_time_bytes)) break;
+        }
+    }
+    return result;
+}
+
+Stats Store::stat(size_t top_sources) {
+    Snapshot snapshot(*this);
+    const Txn& txn = snapshot.txn();
+    Stats stats;
+    stats.messages = txn.stat(m_tables.messages).ms_entries;
+    stats.bytes = read_u64(txn.get(m_tables.meta, as_bytes(k_bytes_key)));
+    {
+        Cursor cursor(txn, m_tables.by_time);
+        MDB_val key{}, value{};
+        if (cursor.move(MDB_FIRST, key, value) && key.mv_size == k_time_key_bytes)
+            stats.first_ns = decode_time(static_cast<const std::byte*>(key.mv_data));
+        if (cursor.move(MDB_LAST, key, value) && key.mv_size == k_time_key_bytes)
+            stats.last_ns = decode_time(static_cast<const std::byte*>(key.mv_data));
+    }
+    {
+        std::vector<SourceCount> counts;
+        Cursor cursor(txn, m_tables.by_source);
+        MDB_val key{}, value{};
+        for (bool more = cursor.move(MDB_FIRST, key, value); more; more = cursor.move(MDB_NEXT_NODUP, key, value)) {
+            ++stats.sources;
+            counts.push_back({std::string(source_from_key({static_cast<const char*>(key.mv_data), key.mv_size})),
+                              cursor.duplicates()});
+        }
+        auto by_count = [](const SourceCount& a, const SourceCount& b) {
+            return a.messages != b.messages ? a.messages > b.messages : a.source < b.source;
+        };
+        size_t keep = std::min(top_sources, counts.size());
+        std::partial_sort(counts.begin(), counts.begin() + static_cast<ptrdiff_t>(keep), counts.end(), by_count);
+        counts.resize(keep);
+        stats.top_sources = std::move(counts);
+    }
+    MDB_envinfo info = m_env->info();
+    stats.map_bytes = info.me_mapsize;
+    stats.page_bytes = m_env->page_bytes();
+    stats.used_pages = info.me_last_pgno + 1;
+    return stats;
+}
+
+CheckReport Store::check(size_t max_details) {
+    Snapshot snapshot(*this);
+    const Txn& txn = snapshot.txn();
+    CheckReport report;
+    auto problem = [&](std::string text) {
+        ++report.problems;
+        if (report.details.size() < max_details) report.details.push_back(std::move(text));
+    };
+    std::vector<capnp::word> buffer;
+    MDB_val key{}, value{};
+
+    // Every message: a sound frame, stored under its own id.
+    uint64_t bytes = 0;
+    {
+        Cursor cursor(txn, m_tables.messages);
+        for (bool more = cursor.move(MDB_FIRST, key, value); more; more = cursor.move(MDB_NEXT, key, value)) {
+            ++report.messages;
+            Bytes id = to_bytes(key);
+            Bytes frame_bytes = to_bytes(value);
+            bytes += frame_bytes.size();
+            if (id.size() != k_id_bytes) problem(fmt::format("a message key of {} bytes, not {}", id.size(), k_id_bytes));
+            if (frame_bytes.size() % sizeof(capnp::word) != 0) {
+                problem(fmt::format("message {}: {} bytes, not whole words", id_text(id), frame_bytes.size()));
+                continue;
+            }
+            wire::Frame frame = aligned_copy(frame_bytes, buffer);
+            if (auto reason = wire::check_frame(frame, limits_for(frame_bytes))) {
+                problem(fmt::format("message {} does not decode: {}", id_text(id), *reason));
+                continue;
+            }
+            auto header = read_header(frame_bytes, buffer);
+            if (!header || !header->id_ok || !std::equal(id.begin(), id.end(), reinterpret_cast<const std::byte*>(header->id.data())))
+                problem(fmt::format("message stored under {} carries id {}", id_text(id),
+                                    header && header->id_ok ? id_text(header->id) : std::string("none")));
+        }
+    }
+
+    // Every index entry names a stored message with that time (and source). Entries are
+    // unique and each message has one time and source, so with equal counts the indexes
+    // cover every message exactly once.
+    auto check_entry = [&](const char* index, const std::byte* entry, std::optional<std::string_view> source) {
+        int64_t time_ns = decode_time(entry);
+        auto id = id_span(entry + k_time_bytes);
+        auto stored = txn.get(m_tables.messages, {entry + k_time_bytes, k_id_bytes});
+        if (!stored) {
+            problem(fmt::format("{} entry for {} names no stored message", index, id_text(id)));
+            return;
+        }
+        auto header = read_header(*stored, buffer);
+        if (!header) return;  // reported above as not decoding
+        if (header->time_ns != time_ns)
+            problem(fmt::format("{} entry for {} has time {}, the message {}", index, id_text(id), time_ns,
+                                header->time_ns));
+        if (source && header->source != *source)
+            problem(fmt::format("{} entry for {} has source '{}', the message '{}'", index, id_text(id), *source,
+                                header->source));
+    };
+    uint64_t time_entries = 0, source_entries = 0;
+    {
+        Cursor cursor(txn, m_tables.by_time);
+        for (bool more = cursor.move(MDB_FIRST, key, value); more; more = cursor.move(MDB_NEXT, key, value)) {
+            ++time_entries;
+            if (key.mv_size != k_time_key_bytes) {
+                problem(fmt::format("by_time key of {} bytes, not {}", key.mv_size, k_time_key_bytes));
+                continue;
+            }
+            check_entry("by_time", static_cast<const std::byte*>(key.mv_data), std::nullopt);
+        }
+    }
+    {
+        Cursor cursor(txn, m_tables.by_source);
+        for (bool more = cursor.move(MDB_FIRST, key, value); more; more = cursor.move(MDB_NEXT, key, value)) {
+            ++source_entries;
+            std::string_view source = source_from_key({static_cast<const char*>(key.mv_data), key.mv_size});
+            if (value.mv_size != k_time_key_bytes) {
+                problem(fmt::format("by_source value of {} bytes, not {}", value.mv_size, k_time_key_bytes));
+                continue;
+            }
+            check_entry("by_source", static_cast<const std::byte*>(value.mv_data), source);
+        }
+    }
+    if (time_entries != report.messages)
+        problem(fmt::format("by_time has {} entries for {} messages", time_entries, report.messages));
+    if (source_entries != report.messages)
+        problem(fmt::format("by_source has {} entries for {} messages", source_entries, report.messages));
+    uint64_t recorded = read_u64(txn.get(m_tables.meta, as_bytes(k_bytes_key)));
+    if (recorded != bytes)
+        problem(fmt::format("meta records {} bytes of messages, they hold {}", recorded, bytes));
+    return report;
+}
+
+}  // namespace mh::store

@@ -1,0 +1,58 @@
+// mh-store's subcommands: what main() runs once CLI11 has filled the option structs.
+//   append  frames from stdin or --in into the store, group committed
+//   query   frames (or JSON, CSV, text) out of it, by time, source and expression
+//   stat    what is in it;   check   whether it is sound
+#pragma once
+
+#include "cli/tool.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mh::store {
+
+struct AppendCommand {
+    std::string db;
+    size_t batch = 4096;          // messages per commit at most
+    std::string linger = "5ms";   // longest a message waits for its batch's commit
+    std::string sync = "commit";  // commit: fsync per commit; none: the OS writes back
+    std::string confirm;          // where committed barriers go (an output spec)
+    std::string max_size;         // largest the store may grow (bytes, or 512M, 20G, ...)
+};
+
+struct QueryCommand {
+    std::string db;
+    std::string from, to;  // event time; RFC 3339, ns, now, or -1h (relative to now)
+    std::optional<std::string> source;
+    std::string where;
+    uint64_t limit = 0;
+    std::string format = "frames";  // frames, json, csv, text
+    std::string time_format = "ns";
+    std::vector<std::string> columns;
+};
+
+struct StatCommand {
+    std::string db;
+    bool json = false;
+};
+
+struct CheckCommand {
+    std::string db;
+};
+
+int run_append(const AppendCommand& command, cli::ToolContext& context);
+int run_query(const QueryCommand& command, cli::ToolContext& context);
+int run_stat(const StatCommand& command, cli::ToolContext& context);
+int run_check(const CheckCommand& command, cli::ToolContext& context);
+
+// A time on the command line: what parse_time_arg takes (RFC 3339, integer ns, now), or a
+// duration relative to `now_ns` with its sign: "-1h" is an hour ago, "+5m" in five minutes.
+std::optional<int64_t> parse_query_time(std::string_view text, int64_t now_ns);
+
+// Bytes, with an optional binary suffix: 1048576, 512K, 64M, 20G, 1T.
+std::optional<uint64_t> parse_size(std::string_view text);
+
+}  // namespace mh::store

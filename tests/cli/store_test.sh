@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# mh-store: append then query gives back what went in (as JSON, by source, by expression),
+# replays store nothing new, bad options and a missing store fail clearly, barriers are
+# confirmed after their commit, and a writer killed with SIGKILL leaves a sound store
+# holding a prefix of its input.
+source "$(dirname "$0")/lib.sh"
+
+begin "append then query gives back the stream in time order"
+mh-gen --count 20000 --seed 4 > gen.frames
+mh-store append --db D < gen.frames; code=$?
+expect_eq "append exit code" 0 "$code"
+mh-cat --to json < gen.frames | jq -c -s 'sort_by(.time)[]' > expected.jsonl
+# jq writes 46.0 as 46: both sides go through it.
+mh-store query --db D --format json > raw.jsonl; code=$?
+expect_eq "query exit code" 0 "$code"
+jq -c . raw.jsonl > queried.jsonl
+expect_files_equal "query --format json" expected.jsonl queried.jsonl
+mh-store query --db D > queried.frames
+expect_files_equal "frames byte for byte (mh-gen writes in time order)" gen.frames queried.frames
+
+begin "source, time and expression queries agree with jq"
+jq -c 'select(.source == "sensor-000007")' expected.jsonl > source.jsonl
+mh-store query --db D --source sensor-000007 --format json | jq -c . > got.jsonl
+expect_eq "messages of one source" 2000 "$(wc -l < got.jsonl)"
+expect_files_equal "--source" source.jsonl got.jsonl
+from=$(sed -n 5000p expected.jsonl | jq .time); to=$(sed -n 6000p expected.jsonl | jq .time)
+jq -c "select(.time >= $from and .time < $to)" expected.jsonl > range.jsonl
+mh-store query --db D --from "$from" --to "$to" --format json | jq -c . > got.jsonl
+expect_files_equal "--from/--to (integer ns)" range.jsonl got.jsonl
+jq -c 'select(.temperature > 22.5 and .source != "sensor-000001")' expected.jsonl > where.jsonl
+mh-store query --db D --where 'temperature > 22.5 and source != "sensor-000001"' --format json | jq -c . > got.jsonl
+expect_files_equal "--where" where.jsonl got.jsonl
+expect_eq "--limit" 3 "$(mh-store query --db D --limit 3 --format text | wc -l)"
+expect_eq "--from a relative time: nothing from 2026 is in the future" "" \
+  "$(mh-store query --db D --from -1h --format json)"
+
+begin "stat and check"
+expect_contains "message count" "messages   20000" "$(mh-store stat --db D)"
+expect_eq "stat --json" '20000 10 "2026-01-01T00:00:00Z"' \
+  "$(mh-store stat --db D --json | jq -r '"\(.messages) \(.sources) \"\(.first)\""')"
+out=$(mh-store check --db D); code=$?
+expect_eq "check exit code" 0 "$code"
+expect_contains "check says" "sound: 20000 messages" "$out"
+
+begin "a replay stores nothing new"
+err=$(mh-store append --db D < gen.frames 2>&1); code=$?
+expect_eq "exit code" 0 "$code"
+expect_contains "duplicates are reported" "skipped 20000 messages already stored" "$err"
+expect_eq "count unchanged" 20000 "$(mh-store stat --db D --json | jq .messages)"
+
+begin "bad options exit 64"
+mh-store query 2> err.txt; expect_eq "no --db" 64 "$?"
+mh-store append --db D --sync sometimes < /dev/null 2> err.txt; expect_eq "bad --sync" 64 "$?"
+mh-store frobnicate --db D 2> err.txt; expect_eq "unknown subcommand" 64 "$?"
+mh-store query --db D --where 'temperature >' 2> err.txt; expect_eq "bad --where" 64 "$?"
+expect_contains "the expression is shown" "temperature >" "$(cat err.txt)"
+mh-store query --db D --from yesterday 2> err.txt; expect_eq "bad --from" 64 "$?"
+mh-store append --db D --max-size lots < /dev/null 2> err.txt; expect_eq "bad --max-size" 64 "$?"
+
+begin "a missing store exits 74 and says how to make one"
+mh-store query --db nowhere 2> err.txt; code=$?
+expect_eq "exit code" 74 "$code"
+expect_contains "message" "no store at 'nowhere'" "$(cat err.txt)"
+mh-store check --db nowhere 2> /dev/null; expect_eq "check" 74 "$?"
+
+begin "barriers are confirmed after their commit, and not stored"
+printf '%s\n' '{"id":"019b76da-a800-7000-a4f1-d71bb64f0f29","time":1,"source":"a"}' \
+  '{"$barrier":5,"time":2}' '{"source":"no-id"}' > barrier.jsonl
+mh-cat --from json < barrier.jsonl | mh-store append --db B --confirm confirmed.frames --log-level debug 2> err.txt
+expect_eq "exit code" 0 "$?"
+expect_eq "the barrier comes back" '{"$barrier":5,"time":2}' "$(mh-cat --to json < confirmed.frames)"
+expect_contains "logged at debug" "barrier 5 committed" "$(cat err.txt)"
+expect_contains "a message without an id is refused with a hint" "ids are assigned at ingestion" "$(cat err.txt)"
+expect_eq "one message stored" 1 "$(mh-store stat --db B --json | jq .messages)"
+
+begin "a full store stops appending with exit 74 and keeps what it committed"
+mh-store append --db F --max-size 1M --batch 100 < gen.frames 2> err.txt; code=$?
+expect_eq "exit code" 74 "$code"
+expect_contains "says so" "is full" "$(cat err.txt)"
+mh-store check --db F > /dev/null; expect_eq "still sound" 0 "$?"
+stored=$(mh-store stat --db F --json | jq .messages)
+expect_eq "whole batches only" 0 "$((stored % 100))"
+
+begin "SIGKILL during append leaves a sound store holding a prefix of the input"
+mh-gen --count 200000 --seed 9 --interval 500us | mh-cat --to json | jq -r .id > reference.ids
+has_messages() { [ "$(mh-store stat --db K --json 2>/dev/null | jq .messages)" -gt "$1" ] 2>/dev/null; }
+previous=0
+for round in 1 2 3; do
+  mh-gen --rate 20000 --count 200000 --seed 9 | mh-store append --db K --sync commit 2> /dev/null &
+  pid=$!
+  # Past what earlier rounds stored (replayed ids are skipped), then a little more.
+  wait_until 20 has_messages "$previous" || fail "round $round: nothing new committed in 20 s"
+  sleep 0.2
+  kill -9 "$pid"; wait "$pid" 2> /dev/null
+  mh-store check --db K > check.txt; code=$?
+  expect_eq "round $round: check exit code" 0 "$code"
+  mh-store query --db K --format json | jq -r .id > stored.ids
+  count=$(wc -l < stored.ids)
+  [ "$count" -gt "$previous" ] && pass || fail "round $round: $count stored, $previous before"
+  head -n "$count" reference.ids > prefix.ids
+  expect_files_equal "round $round: a prefix of the input" prefix.ids stored.ids
+  previous=$count
+done
+mh-gen --count 200000 --seed 9 --interval 500us | mh-store append --db K 2> /dev/null
+expect_eq "a final replay completes the store" 200000 "$(mh-store stat --db K --json | jq .messages)"
+mh-store check --db K > /dev/null; expect_eq "and it is sound" 0 "$?"
+
+finish

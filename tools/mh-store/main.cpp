@@ -1,0 +1,95 @@
+// mh-store: durable message history in LMDB. Subcommands append, query, stat and check;
+// the work is in lib/store.
+#include "store/store_tool.h"
+
+namespace {
+
+// --help of the tool itself shows every subcommand's options too: one page to read.
+std::string all_subcommands_help(CLI::App& app) {
+    std::string text;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+        text += "\n" + sub->help(app.get_name());
+    return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace mh;
+    cli::CommonOptions common;  // filled by whichever subcommand runs
+    store::AppendCommand append;
+    store::QueryCommand query;
+    store::StatCommand stat;
+    store::CheckCommand check;
+
+    CLI::App app{"Durable message history in LMDB: append frames, query them by time, source and "
+                 "expression, and look at the store",
+                 "mh-store"};
+    app.set_version_flag("--version", cli::version_text("mh-store"));
+    app.require_subcommand(1);
+
+    auto* append_app = app.add_subcommand("append", "Store frames from stdin or --in, group committed");
+    cli::add_common_options(*append_app, common, cli::Streams::in_and_out);
+    append_app->remove_option(append_app->get_option("--out"));
+    append_app->add_option("--db", append.db, "Store directory (created if missing)")->required();
+    append_app->add_option("--batch", append.batch, "Most messages per commit")
+        ->capture_default_str()
+        ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+    append_app->add_option("--linger", append.linger, "Longest a message waits for its commit when input keeps coming")
+        ->capture_default_str();
+    append_app->add_option("--sync", append.sync,
+                           "commit: fsync every commit; none: leave writing back to the OS (a machine crash "
+                           "loses what it had not written)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"commit", "none"}));
+    append_app->add_option("--confirm", append.confirm,
+                           "Where checkpoint barriers go once everything before them is committed (an output spec)");
+    append_app->add_option("--max-size", append.max_size,
+                           "Largest the store may grow, in bytes or with K, M, G, T (default 1T)");
+
+    auto* query_app = app.add_subcommand("query", "Write stored messages in event-time order");
+    cli::add_common_options(*query_app, common, cli::Streams::out_only);
+    query_app->remove_option(query_app->get_option("--dead-letter"));
+    query_app->remove_option(query_app->get_option("--metrics"));
+    query_app->add_option("--db", query.db, "Store directory")->required();
+    query_app->add_option("--from", query.from,
+                          "Earliest event time (inclusive): RFC 3339, integer ns, now, or -1h for an hour ago");
+    query_app->add_option("--to", query.to, "Latest event time (exclusive), as --from");
+    query_app->add_option("--source", query.source, "Only this source's messages (reads only its index entries)");
+    query_app->add_option("--where", query.where, "Only messages for which this expression is true");
+    query_app->add_option("-n,--limit", query.limit, "Stop after this many messages (0: no limit)")
+        ->capture_default_str()
+        ->check(cli::unsigned_number());
+    query_app->add_option("-t,--format", query.format, "Output format")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"frames", "json", "csv", "text"}));
+    query_app->add_option("--time-format", query.time_format, "How json and csv output write times")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"ns", "rfc3339"}));
+    query_app->add_option("--columns", query.columns, "CSV output columns (default: the first message's)")
+        ->delimiter(',');
+
+    auto* stat_app = app.add_subcommand("stat", "Show what the store holds");
+    stat_app->add_option("--db", stat.db, "Store directory")->required();
+    stat_app->add_flag("--json", stat.json, "One JSON object instead of text");
+    stat_app->add_option("--log-level", common.log_level, "error, warn, info or debug")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"error", "warn", "warning", "info", "debug"}));
+    stat_app->set_version_flag("--version", cli::version_text("mh-store"));
+
+    auto* check_app = app.add_subcommand("check", "Verify the store: exit 0 when sound, 65 otherwise");
+    check_app->add_option("--db", check.db, "Store directory")->required();
+    check_app->add_option("--log-level", common.log_level, "error, warn, info or debug")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"error", "warn", "warning", "info", "debug"}));
+    check_app->set_version_flag("--version", cli::version_text("mh-store"));
+
+    app.footer([&app] { return all_subcommands_help(app); });
+
+    return cli::run_main(app, common, argc, argv, [&](cli::ToolContext& context) {
+        if (*append_app) return store::run_append(append, context);
+        if (*query_app) return store::run_query(query, context);
+        if (*stat_app) return store::run_stat(stat, context);
+        return store::run_check(check, context);
+    });
+}
