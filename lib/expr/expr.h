@@ -110,7 +110,7 @@ private:
 struct CompileError {
     size_t column;          // 0-based byte offset into the expression
     std::string message;    // what was expected, or what is wrong
-    // The expression, a caret under the column, and the message, on three lines.
+    // Three lines: the message with its column, the expression, and a caret under the column.
     std::string render(std::string_view expression) const;
 };
 

@@ -46,34 +46,40 @@ Histogram& Registry::histogram(const std::string& name, const std::string& help)
 std::string Registry::render() const {
     std::lock_guard lock(m_mutex);
     std::string out;
-    std::string last_name;
-    for (const auto& e : m_entries) {
-        if (e.name != last_name) {
-            fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", e.name, e.help,
-                           e.name, e.counter ? "counter" : "histogram");
-            last_name = e.name;
+    std::vector<bool> done(m_entries.size(), false);
+    // Prometheus wants every sample of one name together, under one HELP and TYPE.
+    for (size_t first = 0; first < m_entries.size(); ++first) {
+        if (done[first]) continue;
+        const Entry& head = m_entries[first];
+        fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", head.name, head.help,
+                       head.name, head.counter ? "counter" : "histogram");
+        for (size_t i = first; i < m_entries.size(); ++i) {
+            if (done[i] || m_entries[i].name != head.name) continue;
+            done[i] = true;
+            render_entry(m_entries[i], out);
         }
-        if (e.counter) {
-            if (e.labels.empty())
-                fmt::format_to(std::back_inserter(out), "{} {}\n", e.name, e.counter->value());
-            else
-                fmt::format_to(std::back_inserter(out), "{}{{{}}} {}\n", e.name, e.labels,
-                               e.counter->value());
-            continue;
-        }
-        const Histogram& h = *e.histogram;
-        uint64_t cumulative = 0;
-        for (size_t i = 0; i < Histogram::k_bucket_seconds.size(); ++i) {
-            cumulative += h.m_buckets[i].load(std::memory_order_relaxed);
-            fmt::format_to(std::back_inserter(out), "{}_bucket{{le=\"{}\"}} {}\n", e.name,
-                           Histogram::k_bucket_seconds[i], cumulative);
-        }
-        fmt::format_to(std::back_inserter(out), "{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n",
-                       e.name, h.count(), e.name,
-                       static_cast<double>(h.m_sum_ns.load(std::memory_order_relaxed)) / 1e9, e.name,
-                       h.count());
     }
     return out;
+}
+
+void Registry::render_entry(const Entry& e, std::string& out) {
+    if (e.counter) {
+        if (e.labels.empty())
+            fmt::format_to(std::back_inserter(out), "{} {}\n", e.name, e.counter->value());
+        else
+            fmt::format_to(std::back_inserter(out), "{}{{{}}} {}\n", e.name, e.labels, e.counter->value());
+        return;
+    }
+    const Histogram& h = *e.histogram;
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < Histogram::k_bucket_seconds.size(); ++i) {
+        cumulative += h.m_buckets[i].load(std::memory_order_relaxed);
+        fmt::format_to(std::back_inserter(out), "{}_bucket{{le=\"{}\"}} {}\n", e.name,
+                       Histogram::k_bucket_seconds[i], cumulative);
+    }
+    fmt::format_to(std::back_inserter(out), "{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", e.name,
+                   h.count(), e.name, static_cast<double>(h.m_sum_ns.load(std::memory_order_relaxed)) / 1e9,
+                   e.name, h.count());
 }
 
 Server::Server(const Registry& registry, const std::string& address, Log& log)

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace mh::metrics {
 
@@ -53,6 +54,8 @@ private:
         std::unique_ptr<Counter> counter;
         std::unique_ptr<Histogram> histogram;
     };
+    static void render_entry(const Entry& entry, std::string& out);
+
     mutable std::mutex m_mutex;
     std::deque<Entry> m_entries;
 };

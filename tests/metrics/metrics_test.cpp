@@ -23,6 +23,18 @@ TEST(Registry, RendersCountersWithHelpTypeAndLabels) {
     EXPECT_EQ(text.find("# TYPE mh_dropped_total"), text.rfind("# TYPE mh_dropped_total"));
 }
 
+TEST(Registry, GroupsSamplesOfOneNameUnderOneHelpLine) {
+    Registry registry;
+    registry.counter("mh_dropped_total", "Dropped", "reason=\"malformed\"");
+    registry.counter("mh_errors_total", "Errors");
+    registry.counter("mh_dropped_total", "Dropped", "reason=\"filtered\"").add(4);
+    std::string text = registry.render();
+    EXPECT_EQ(text.find("# HELP mh_dropped_total"), text.rfind("# HELP mh_dropped_total")) << text;
+    EXPECT_NE(text.find("mh_dropped_total{reason=\"malformed\"} 0\nmh_dropped_total{reason=\"filtered\"} 4\n"),
+              std::string::npos)
+        << text;
+}
+
 TEST(Registry, SameNameAndLabelsIsTheSameCounter) {
     Registry registry;
     registry.counter("x_total", "x").add();
