@@ -10,13 +10,24 @@ export PATH="$PWD/build/tools:$PATH"
 run=$(mktemp -d); trap 'rm -rf "$run"' EXIT
 
 echo
-echo "== 12 sensors behind 2 gateways, 24 readings a second, 5% anomalies (labelled),"
-echo "   sent by mh-gen over a ZeroMQ socket to mh-cat, which prints them for people =="
-mh-cat --in "@ipc://$run/ingest.sock" --count 72 --to text &
-receiver=$!
+echo "== A channel: 12 sensors behind 2 gateways send 24 readings a second (5% anomalies,"
+echo "   labelled) over a ZeroMQ socket; mh-filter adds Fahrenheit and raises an alert above"
+echo "   26 °C; everything is kept in an LMDB store and printed for people =="
+mh-cat --in "@ipc://$run/ingest.sock" --count 72 \
+  | mh-filter --set 'temperature_f=round(temperature * 9 / 5 + 32, 1)' \
+              --alert 'too_warm=temperature > 26' \
+  | tee >(mh-store append --db "$run/history") \
+  | mh-cat --to text &
+channel=$!
 mh-gen --sources 12 --gateways 2 --rate 24 --count 72 --anomalies 0.05 --label-anomalies \
        --out ">ipc://$run/ingest.sock"
-wait $receiver
+wait $channel
+while pgrep -f "mh-store append --db $run/history" >/dev/null; do sleep 0.1; done
+
+echo
+echo "== What the store holds, and the alerts in it, asked with an expression =="
+mh-store stat --db "$run/history"
+mh-store query --db "$run/history" --where 'kind == "alert"' --format json --time-format rfc3339
 
 echo
 echo "== the same kind of message as JSON, the way HTTP and MQTT payloads carry it =="
