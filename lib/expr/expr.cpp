@@ -459,7 +459,8 @@ constexpr HeaderInfo k_headers[] = {
     {"gateway", Op::gateway}, {"kind", Op::kind},     {"body", Op::body},
 };
 
-constexpr size_t k_max_depth = 64;  // nesting of the expression, against stack exhaustion
+constexpr size_t k_max_depth = 64;          // nesting of brackets and prefixes while parsing
+constexpr uint32_t k_max_tree_depth = 256;  // depth of the compiled tree, which evaluation recurses
 
 struct ParseFailure {
     CompileError error;
@@ -491,8 +492,18 @@ private:
         if (!accept(token)) fail(peek().column, fmt::format("expected {} but found {}", what, describe(peek())));
     }
 
+    // Every node records how deep its subtree is: evaluation recurses that deep, so a
+    // long chain such as 1+1+...+1 is refused here rather than overflowing the stack.
     uint32_t add(Node node) {
+        uint32_t depth = 1;
+        auto deeper = [&](uint32_t child) { depth = std::max(depth, m_tree_depth[child] + 1); };
+        if (node.op >= Op::neg && node.op <= Op::not_regex) deeper(node.a);
+        if (node.op >= Op::logical_and && node.op <= Op::mod) deeper(node.b);
+        for (uint32_t i = 0; i < node.count; ++i) deeper(m_program.args[node.first + i]);
+        if (depth > k_max_tree_depth)
+            fail(peek().column, fmt::format("expression too long: more than {} operators deep", k_max_tree_depth));
         m_program.nodes.push_back(std::move(node));
+        m_tree_depth.push_back(depth);
         return static_cast<uint32_t>(m_program.nodes.size() - 1);
     }
     uint32_t binary(Op op, uint32_t a, uint32_t b) { return add({op, a, b, 0, 0, 0, {}}); }
@@ -721,6 +732,7 @@ private:
     Symbols& m_symbols;
     size_t m_pos = 0;
     size_t m_depth = 0;
+    std::vector<uint32_t> m_tree_depth;  // per node
 };
 
 }  // namespace

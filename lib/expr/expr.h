@@ -94,7 +94,10 @@ private:
 // Reset at the start of each evaluation; grows to its high-water mark, then stops allocating.
 class Scratch {
 public:
-    void reset() { m_used = 0; }
+    void reset() {
+        m_block = 0;
+        m_used = 0;
+    }
     std::string_view store(std::string_view text);
     char* reserve(size_t bytes);  // then commit(n) for what was written
     std::string_view commit(size_t bytes);

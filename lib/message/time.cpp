@@ -200,7 +200,10 @@ std::optional<int64_t> parse_duration_ns(std::string_view text) {
             return std::nullopt;
         }
         bare_number = false;
-        total += static_cast<int64_t>(value * scale);
+        // Beyond about 292 years int64 nanoseconds overflow: not a duration we can hold.
+        double part = value * scale;
+        if (!(part < 9.2e18)) return std::nullopt;
+        if (__builtin_add_overflow(total, static_cast<int64_t>(part), &total)) return std::nullopt;
     }
     return total;
 }

@@ -253,6 +253,9 @@ TEST_F(ExprTest, ErrorsPointAtTheColumn) {
     EXPECT_NE(error("@").message.find("unexpected character '@'"), std::string::npos);
     EXPECT_NE(error(std::string(200, '(') + "1" + std::string(200, ')')).message.find("nested too deeply"),
               std::string::npos);
+    std::string chain = "1";
+    for (int i = 0; i < 50000; ++i) chain += "+1";
+    EXPECT_NE(error(chain + " > temperature").message.find("expression too long"), std::string::npos);
 }
 
 TEST_F(ExprTest, KeywordsAreNotFieldNamesButBackquotesAre) {
@@ -274,6 +277,29 @@ TEST(Glob, MatchesStarsQuestionMarksClassesAndEscapes) {
     EXPECT_TRUE(glob_match("*-*-*", "sensor-00-1"));
     // Worst cases stay fast: no exponential backtracking.
     EXPECT_FALSE(glob_match("a*a*a*a*a*a*a*a*b", std::string(10000, 'a')));
+}
+
+TEST(Evaluation, ScratchDoesNotGrowWithLongTextResults) {
+    Symbols symbols;
+    auto compiled = Expression::compile("len(upper(status) + lower(status)) > 0", symbols);
+    ASSERT_TRUE(std::holds_alternative<Expression>(compiled));
+    auto& e = std::get<Expression>(compiled);
+    capnp::MallocMessageBuilder builder;
+    auto fields = builder.initRoot<mh::schema::Message>().initFields(1);
+    fields[0].setName("status");
+    fields[0].getValue().setText(std::string(3000, 'x'));
+    Record record(symbols);
+    Scratch scratch;
+    record.bind(builder.getRoot<mh::schema::Message>().asReader(), 0);
+    const char* first = nullptr;
+    for (int i = 0; i < 100; ++i) {
+        auto value = e.evaluate(record, scratch);
+        EXPECT_TRUE(value.is_true());
+        // The upper() result lands at the same place every time: no new blocks.
+        const char* now = scratch.store("probe").data();
+        if (!first) first = now;
+        EXPECT_EQ(now, first);
+    }
 }
 
 TEST(Evaluation, AllocatesNothingOnceWarm) {
