@@ -1,6 +1,7 @@
 #include "message/id.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace mh {
 
@@ -43,30 +44,42 @@ char* format_id(std::span<const uint8_t> id, char* out) {
 }
 
 namespace {
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+// Hex digit values, 0xff for everything else: one load per character on a hot path
+// (every JSON line with an id goes through here).
+constexpr std::array<uint8_t, 256> k_hex_values = [] {
+    std::array<uint8_t, 256> table{};
+    table.fill(0xff);
+    for (int c = '0'; c <= '9'; ++c) table[c] = static_cast<uint8_t>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c) table[c] = static_cast<uint8_t>(c - 'a' + 10);
+    for (int c = 'A'; c <= 'F'; ++c) table[c] = static_cast<uint8_t>(c - 'A' + 10);
+    return table;
+}();
 }  // namespace
 
 std::optional<MessageId> parse_id(std::string_view text) {
-    bool dashed = text.size() == k_id_text_chars;
-    if (!dashed && text.size() != 32) return std::nullopt;
-    MessageId id{};
-    size_t pos = 0;
-    for (size_t i = 0; i < id.size(); ++i) {
-        if (dashed && (i == 4 || i == 6 || i == 8 || i == 10)) {
-            if (text[pos] != '-') return std::nullopt;
-            ++pos;
-        }
-        int hi = hex_value(text[pos]);
-        int lo = hex_value(text[pos + 1]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        id[i] = static_cast<uint8_t>(hi << 4 | lo);
-        pos += 2;
+    char plain[32];
+    if (text.size() == k_id_text_chars) {
+        // 8-4-4-4-12: check the dashes, then read the 32 digits around them.
+        if (text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') return std::nullopt;
+        std::memcpy(plain, text.data(), 8);
+        std::memcpy(plain + 8, text.data() + 9, 4);
+        std::memcpy(plain + 12, text.data() + 14, 4);
+        std::memcpy(plain + 16, text.data() + 19, 4);
+        std::memcpy(plain + 20, text.data() + 24, 12);
+    } else if (text.size() == 32) {
+        std::memcpy(plain, text.data(), 32);
+    } else {
+        return std::nullopt;
     }
+    MessageId id;
+    uint8_t bad = 0;
+    for (size_t i = 0; i < id.size(); ++i) {
+        uint8_t hi = k_hex_values[static_cast<unsigned char>(plain[2 * i])];
+        uint8_t lo = k_hex_values[static_cast<unsigned char>(plain[2 * i + 1])];
+        bad |= hi | lo;
+        id[i] = static_cast<uint8_t>(hi << 4 | (lo & 0x0f));
+    }
+    if (bad & 0xf0) return std::nullopt;  // some character was not a hex digit
     return id;
 }
 
