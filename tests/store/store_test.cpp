@@ -354,6 +354,7 @@ TEST(Store, ReadersSeeWholeCommitsWhileAWriterGoesOn) {
     std::thread writer([&] {
         AppendOptions options;
         options.batch_messages = 500;
+        options.linger_ns = int64_t{3600} * 1'000'000'000;  // only full batches: commits of exactly 500
         append_all(store, frames, options);
         done = true;
     });
