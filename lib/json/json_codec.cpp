@@ -25,12 +25,56 @@ using FieldValue = schema::Field::Value;
 static_assert(wire::k_read_padding_bytes >= simdjson::SIMDJSON_PADDING,
               "lines must carry the padding simdjson reads past their end");
 
-constexpr std::string_view k_reserved_keys[] = {"id",      "time", "ingested", "source",
-                                                "gateway", "kind", "body",     "$barrier"};
+enum class TopKey { field, id, time, ingested, source, gateway, kind, body, barrier };
+
+// Which header key `key` is, if any: by length and first byte, so that a field's key is
+// mostly told apart without a comparison.
+inline TopKey top_key(std::string_view key) {
+    auto is = [&](std::string_view name, TopKey which) {
+        return std::memcmp(key.data(), name.data(), name.size()) == 0 ? which : TopKey::field;
+    };
+    switch (key.size()) {
+        case 2:
+            return is("id", TopKey::id);
+        case 4:
+            switch (key[0]) {
+                case 't': return is("time", TopKey::time);
+                case 'k': return is("kind", TopKey::kind);
+                case 'b': return is("body", TopKey::body);
+                default: return TopKey::field;
+            }
+        case 6:
+            return key[0] == 's' ? is("source", TopKey::source) : TopKey::field;
+        case 7:
+            return key[0] == 'g' ? is("gateway", TopKey::gateway) : TopKey::field;
+        case 8:
+            switch (key[0]) {
+                case 'i': return is("ingested", TopKey::ingested);
+                case '$': return is("$barrier", TopKey::barrier);
+                default: return TopKey::field;
+            }
+        default:
+            return TopKey::field;
+    }
+}
 
 bool is_reserved_key(std::string_view key) {
-    return std::find(std::begin(k_reserved_keys), std::end(k_reserved_keys), key) !=
-           std::end(k_reserved_keys);
+    // By length first: most keys are fields, and most of them differ in length from all
+    // the reserved keys or in their first byte, so that no comparison is made.
+    switch (key.size()) {
+        case 2:
+            return key == "id";
+        case 4:
+            return key[0] == 't' ? key == "time" : key[0] == 'k' ? key == "kind" : key == "body";
+        case 6:
+            return key == "source";
+        case 7:
+            return key == "gateway";
+        case 8:
+            return key[0] == 'i' ? key == "ingested" : key == "$barrier";
+        default:
+            return false;
+    }
 }
 
 std::string_view trim_json_space(std::string_view text) {
@@ -371,7 +415,10 @@ bool is_integer_text(std::string_view text) {
 
 struct JsonDecoder::Impl {
     struct PendingField {
-        uint32_t name_offset;  // in m_names: nested names are made there
+        // A top-level key is used where the parser left it; nested names are made in
+        // m_names (name_data null, name_offset into it).
+        const char* name_data;
+        uint32_t name_offset;
         uint32_t name_size;
         FieldValue::Which which;
         bool dropped;  // a later duplicate took its value
@@ -382,6 +429,10 @@ struct JsonDecoder::Impl {
     };
 
     od::parser m_parser;
+    // The fast path: the DOM parser runs the CPU's own kernels (the on-demand API only has
+    // the portable one here). Whatever it does not decode plainly, the on-demand path
+    // decodes again, which gives every refusal its reason.
+    simdjson::dom::parser m_dom;
     ScratchBuilder m_builder;
     std::string m_copy;  // the line with padding, when the caller had none
     std::vector<PendingField> m_fields;
@@ -400,19 +451,35 @@ struct JsonDecoder::Impl {
 
     std::optional<std::string> decode(std::string_view line, std::vector<std::byte>& out,
                                       Padding padding);
+    void reset();
+    bool dom_decode(const char* text, size_t size);
+    bool dom_top(std::string_view key, simdjson::dom::element value);
+    bool dom_field(std::string_view key, simdjson::dom::element value, size_t depth);
     std::optional<std::string> read_top(std::string_view key, od::value& value);
     std::optional<std::string> read_field(std::string_view key, od::value& value, size_t depth);
     std::optional<std::string> add_field(std::string_view key, FieldValue::Which which,
                                          PendingField value);
+    bool push_field(std::string_view key, FieldValue::Which which, PendingField& value);
+    // A field named `key` under the current prefix, its value zero; null past k_max_fields.
+    PendingField* new_field(std::string_view key, FieldValue::Which which);
     std::optional<std::string> read_time(std::string_view key, od::value& value, int64_t& ns);
     std::optional<std::string> read_text(std::string_view key, od::value& value,
                                          std::string_view& text);
     std::optional<std::string> read_body(od::value& value);
     std::string_view name_of(const PendingField& field) const {
-        return std::string_view(m_names).substr(field.name_offset, field.name_size);
+        return {field.name_data ? field.name_data : m_names.data() + field.name_offset,
+                field.name_size};
     }
     std::string where(std::string_view key) const {
         return fmt::format("in {}", json_quoted(m_prefix + std::string(key)));
+    }
+    // Sizes and last bytes first: names that differ mostly differ there already.
+    bool same_name(const PendingField& a, const PendingField& b) const {
+        if (a.name_size != b.name_size) return false;
+        if (a.name_size == 0) return true;
+        std::string_view name_a = name_of(a), name_b = name_of(b);
+        return name_a.back() == name_b.back() && name_a[0] == name_b[0] &&
+               std::memcmp(name_a.data(), name_b.data(), name_a.size()) == 0;
     }
     void drop_duplicates();
     void build(std::vector<std::byte>& out);
@@ -435,15 +502,12 @@ std::optional<std::string> JsonDecoder::Impl::decode(std::string_view line,
         m_copy.resize(capacity);
         text = m_copy.data();
     }
-    m_fields.clear();
-    m_names.clear();
-    m_prefix.clear();
-    m_body_bytes.clear();
-    m_id.reset();
-    m_time = m_ingested = 0;
-    m_source = m_gateway = m_kind = m_body = {};
-    m_barrier.reset();
-    m_non_barrier_key = {};
+    if (dom_decode(text, line.size())) {
+        drop_duplicates();
+        build(out);
+        return std::nullopt;
+    }
+    reset();
 
     od::document document;
     if (auto error = m_parser.iterate(text, line.size(), capacity).get(document))
@@ -477,6 +541,178 @@ std::optional<std::string> JsonDecoder::Impl::decode(std::string_view line,
     drop_duplicates();
     build(out);
     return std::nullopt;
+}
+
+void JsonDecoder::Impl::reset() {
+    m_fields.clear();
+    m_names.clear();
+    m_prefix.clear();
+    m_body_bytes.clear();
+    m_id.reset();
+    m_time = m_ingested = 0;
+    m_source = m_gateway = m_kind = m_body = {};
+    m_barrier.reset();
+    m_non_barrier_key = {};
+}
+
+// True when the line is decoded; false leaves it to the on-demand path, for a refusal or
+// for what only that path can read (arrays and unsigned integers keep their JSON text).
+bool JsonDecoder::Impl::dom_decode(const char* text, size_t size) {
+    reset();
+    simdjson::dom::element root;
+    simdjson::dom::object object;
+    if (m_dom.parse(reinterpret_cast<const uint8_t*>(text), size, false).get(root) ||
+        root.get_object().get(object))
+        return false;
+    for (auto member : object)
+        if (!dom_top(member.key, member.value)) return false;
+    return !(m_barrier && !m_non_barrier_key.empty());
+}
+
+namespace {
+// A string element's text, read in two scalar halves: a whole simdjson_result copied from
+// memory is slower.
+inline std::string_view dom_string(simdjson::dom::element value) {
+    const char* data = value.get_c_str().value_unsafe();
+    size_t size = value.get_string_length().value_unsafe();
+    return {data, size};
+}
+}  // namespace
+
+bool JsonDecoder::Impl::dom_top(std::string_view key, simdjson::dom::element value) {
+    using simdjson::dom::element_type;
+    TopKey which = top_key(key);
+    if (which == TopKey::field) {
+        m_non_barrier_key = key;
+        return dom_field(key, value, 1);
+    }
+    auto time = [&](int64_t& ns) {
+        switch (value.type()) {
+            case element_type::INT64:
+                ns = value.get_int64().value_unsafe();
+                return true;
+            case element_type::STRING:
+                if (auto parsed = json::parse_time_text(dom_string(value))) {
+                    ns = *parsed;
+                    return true;
+                }
+                return false;
+            case element_type::NULL_VALUE:
+                ns = 0;
+                return true;
+            default:
+                return false;
+        }
+    };
+    auto text = [&](std::string_view& out) {
+        if (value.is_null()) {
+            out = {};
+            return true;
+        }
+        if (!value.is_string()) return false;
+        out = dom_string(value);
+        return true;
+    };
+    if (which == TopKey::time) return time(m_time);
+    if (which == TopKey::barrier) {
+        uint64_t number;
+        // Zero may have been written "-0", which the on-demand path refuses: left to it.
+        if (value.type() == element_type::UINT64)
+            number = value.get_uint64().value_unsafe();
+        else if (value.type() != element_type::INT64 || value.get_int64().value_unsafe() <= 0)
+            return false;
+        else
+            number = static_cast<uint64_t>(value.get_int64().value_unsafe());
+        m_barrier = number;
+        return true;
+    }
+    m_non_barrier_key = key;
+    if (which == TopKey::id) {
+        if (value.is_null()) {
+            m_id.reset();
+            return true;
+        }
+        return value.is_string() && (m_id = parse_id(dom_string(value)));
+    }
+    if (which == TopKey::ingested) return time(m_ingested);
+    if (which == TopKey::source) return text(m_source);
+    if (which == TopKey::gateway) return text(m_gateway);
+    if (which == TopKey::kind) return text(m_kind);
+    // TopKey::body
+    switch (value.type()) {
+        case element_type::STRING:
+            m_body = dom_string(value);
+            return true;
+        case element_type::NULL_VALUE:
+            m_body = {};
+            return true;
+        case element_type::OBJECT: {
+            auto object = value.get_object().value_unsafe();
+            if (object.size() != 1) return false;
+            auto member = *object.begin();
+            std::string_view base64;
+            if (member.key != "base64" || member.value.get_string().get(base64)) return false;
+            m_body_bytes.clear();
+            if (!json::decode_base64(base64, m_body_bytes)) return false;
+            m_body = m_body_bytes;
+            return true;
+        }
+        default:
+            return false;
+    }
+}
+
+bool JsonDecoder::Impl::dom_field(std::string_view key, simdjson::dom::element value,
+                                  size_t depth) {
+    using simdjson::dom::element_type;
+    PendingField* field;
+    switch (value.type()) {
+        case element_type::INT64:
+            if (!(field = new_field(key, FieldValue::INT))) return false;
+            field->int_value = value.get_int64().value_unsafe();
+            return true;
+        case element_type::DOUBLE: {
+            double number = value.get_double().value_unsafe();
+            // "-0" is read as an integer or a float depending on the API: left to the
+            // on-demand path, which decides it as it always has.
+            if (number == 0 && std::signbit(number)) return false;
+            if (!(field = new_field(key, FieldValue::FLOAT))) return false;
+            field->float_value = number;
+            return true;
+        }
+        case element_type::STRING:
+            if (!(field = new_field(key, FieldValue::TEXT))) return false;
+            field->text = dom_string(value);
+            return true;
+        case element_type::BOOL:
+            if (!(field = new_field(key, FieldValue::BOOL))) return false;
+            field->bool_value = value.get_bool().value_unsafe();
+            return true;
+        case element_type::NULL_VALUE:
+            if (!(field = new_field(key, FieldValue::JSON))) return false;
+            field->text = "null";
+            return true;
+        case element_type::OBJECT: {
+            if (depth + 1 > k_max_json_depth) return false;
+            auto object = value.get_object().value_unsafe();
+            size_t prefix_size = m_prefix.size();
+            m_prefix += key;
+            m_prefix += '.';
+            bool empty = true;
+            for (auto member : object) {
+                if (!dom_field(member.key, member.value, depth + 1)) return false;
+                empty = false;
+            }
+            m_prefix.resize(prefix_size);
+            if (empty) {
+                if (!(field = new_field(key, FieldValue::JSON))) return false;
+                field->text = "{}";
+            }
+            return true;
+        }
+        default:  // arrays and unsigned integers: kept as their JSON text
+            return false;
+    }
 }
 
 std::optional<std::string> JsonDecoder::Impl::read_top(std::string_view key, od::value& value) {
@@ -587,15 +823,39 @@ std::optional<std::string> JsonDecoder::Impl::read_body(od::value& value) {
 std::optional<std::string> JsonDecoder::Impl::add_field(std::string_view key,
                                                         FieldValue::Which which,
                                                         PendingField value) {
-    if (m_fields.size() >= k_max_fields) return fmt::format("more than {} fields", k_max_fields);
-    value.name_offset = static_cast<uint32_t>(m_names.size());
-    m_names += m_prefix;
-    m_names += key;
-    value.name_size = static_cast<uint32_t>(m_names.size() - value.name_offset);
+    if (!push_field(key, which, value)) return fmt::format("more than {} fields", k_max_fields);
+    return std::nullopt;
+}
+
+bool JsonDecoder::Impl::push_field(std::string_view key, FieldValue::Which which,
+                                   PendingField& value) {
+    PendingField* field = new_field(key, which);
+    if (!field) return false;
+    field->float_value = value.float_value;
+    field->int_value = value.int_value;
+    field->bool_value = value.bool_value;
+    field->text = value.text;
+    return true;
+}
+
+JsonDecoder::Impl::PendingField* JsonDecoder::Impl::new_field(std::string_view key,
+                                                              FieldValue::Which which) {
+    if (m_fields.size() >= k_max_fields) return nullptr;
+    PendingField& value = m_fields.emplace_back();
+    if (m_prefix.empty()) {
+        value.name_data = key.data();  // the line or the parser's strings: valid until build
+        value.name_offset = 0;
+        value.name_size = static_cast<uint32_t>(key.size());
+    } else {
+        value.name_data = nullptr;
+        value.name_offset = static_cast<uint32_t>(m_names.size());
+        m_names += m_prefix;
+        m_names += key;
+        value.name_size = static_cast<uint32_t>(m_names.size() - value.name_offset);
+    }
     value.which = which;
     value.dropped = false;
-    m_fields.push_back(value);
-    return std::nullopt;
+    return &value;
 }
 
 std::optional<std::string> JsonDecoder::Impl::read_field(std::string_view key, od::value& value,
@@ -611,6 +871,17 @@ std::optional<std::string> JsonDecoder::Impl::read_field(std::string_view key, o
             if (number_type == od::number_type::floating_point_number) {
                 if (auto error = value.get_double().get(field.float_value))
                     return invalid_json(error, where(key));
+                // The portable on-demand kernel misreads numbers of more than 19 digits
+                // (0.5555555555555555555555 as 0.000308...): those are read again, as the
+                // DOM path reads them, correctly rounded.
+                std::string_view token = trim_json_space(value.raw_json_token());
+                if (token.size() > 19) {
+                    double exact;
+                    auto [end, error] =
+                        std::from_chars(token.data(), token.data() + token.size(), exact);
+                    if (error == std::errc() && end == token.data() + token.size())
+                        field.float_value = exact;
+                }
                 return add_field(key, FieldValue::FLOAT, field);
             }
             if (number_type == od::number_type::signed_integer &&
@@ -688,15 +959,17 @@ void JsonDecoder::Impl::drop_duplicates() {
     constexpr size_t k_pairwise_fields = 16;
     size_t count = m_fields.size();
     auto take = [&](PendingField& first, const PendingField& later) {
+        const char* data = first.name_data;
         uint32_t offset = first.name_offset, size = first.name_size;
         first = later;
+        first.name_data = data;
         first.name_offset = offset;
         first.name_size = size;
     };
     if (count <= k_pairwise_fields) {
         for (size_t i = 1; i < count; ++i) {
             for (size_t j = 0; j < i; ++j) {
-                if (!m_fields[j].dropped && name_of(m_fields[j]) == name_of(m_fields[i])) {
+                if (!m_fields[j].dropped && same_name(m_fields[j], m_fields[i])) {
                     take(m_fields[j], m_fields[i]);
                     m_fields[i].dropped = true;
                     break;

@@ -57,25 +57,23 @@ constexpr std::array<uint8_t, 256> k_hex_values = [] {
 }  // namespace
 
 std::optional<MessageId> parse_id(std::string_view text) {
-    char plain[32];
+    // Where each byte's two hex digits start: the dashed 8-4-4-4-12 form or 32 plain digits.
+    static constexpr std::array<uint8_t, 16> k_dashed = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+    static constexpr std::array<uint8_t, 16> k_plain = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    const std::array<uint8_t, 16>* offsets;
     if (text.size() == k_id_text_chars) {
-        // 8-4-4-4-12: check the dashes, then read the 32 digits around them.
         if (text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') return std::nullopt;
-        std::memcpy(plain, text.data(), 8);
-        std::memcpy(plain + 8, text.data() + 9, 4);
-        std::memcpy(plain + 12, text.data() + 14, 4);
-        std::memcpy(plain + 16, text.data() + 19, 4);
-        std::memcpy(plain + 20, text.data() + 24, 12);
+        offsets = &k_dashed;
     } else if (text.size() == 32) {
-        std::memcpy(plain, text.data(), 32);
+        offsets = &k_plain;
     } else {
         return std::nullopt;
     }
     MessageId id;
     uint8_t bad = 0;
     for (size_t i = 0; i < id.size(); ++i) {
-        uint8_t hi = k_hex_values[static_cast<unsigned char>(plain[2 * i])];
-        uint8_t lo = k_hex_values[static_cast<unsigned char>(plain[2 * i + 1])];
+        uint8_t hi = k_hex_values[static_cast<unsigned char>(text[(*offsets)[i]])];
+        uint8_t lo = k_hex_values[static_cast<unsigned char>(text[(*offsets)[i] + 1])];
         bad |= hi | lo;
         id[i] = static_cast<uint8_t>(hi << 4 | (lo & 0x0f));
     }

@@ -282,6 +282,43 @@ TEST(JsonDecoder, ReadsInPlaceWhenTheCallerHasPadding) {
     EXPECT_FALSE(frame.empty());
 }
 
+// Lines the decoder's fast path hands to its on-demand path, and lines either could read:
+// one decoder, line after line, gives what each line gives on its own.
+TEST(JsonDecoder, ReusedDecoderGivesEveryLineItsOwnMessage) {
+    const char* lines[] = {
+        R"({"a":-0,"b":-0.0,"c":0,"d":0.0})",
+        R"({"a":[1,{"b":2}],"c":{"d":1},"e":18446744073709551615})",
+        R"({"m":{"x":1},"m":{"y":2},"a":1,"a":"two"})",
+        R"({"$barrier":0,"time":5})",
+        R"({"$barrier":18446744073709551615})",
+        R"({"time":-0,"ingested":"2026-11-26T15:20:44Z","source":null,"kind":"k"})",
+        R"({"id":"0190a6b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b","body":{"base64":"aGk="},"x":null})",
+        R"({"q\u0041":"\u00e9","":{},"n":{"o":{}}})",
+    };
+    JsonDecoder reused;
+    for (const char* line : lines) {
+        std::vector<std::byte> alone, again;
+        JsonDecoder fresh;
+        ASSERT_FALSE(fresh.decode(line, alone)) << line;
+        ASSERT_FALSE(reused.decode(line, again)) << line;
+        EXPECT_EQ(alone, again) << line;
+    }
+    EXPECT_EQ(round_trip(R"({"a":-0,"b":-0.0,"c":0.0})"), R"({"a":0,"b":-0.0,"c":0.0})");
+    EXPECT_EQ(round_trip(R"({"a":[1,{"b":2}],"e":18446744073709551615})"),
+              R"({"a":[1,{"b":2}],"e":18446744073709551615})");
+    EXPECT_EQ(round_trip(R"({"$barrier":0,"time":5})"), R"({"$barrier":0,"time":5})");
+    EXPECT_EQ(refusal(R"({"$barrier":-0,"time":5})"),
+              "$barrier: expected a checkpoint number (a non-negative integer)");
+    // More than 19 digits read the same whichever path reads them (an array sends a line
+    // to the on-demand path).
+    EXPECT_EQ(round_trip(R"({"x":0.5555555555555555555555})"), R"({"x":0.5555555555555556})");
+    EXPECT_EQ(round_trip(R"({"x":0.5555555555555555555555,"a":[1]})"),
+              R"({"x":0.5555555555555556,"a":[1]})");
+    EXPECT_EQ(refusal(R"({"a":1,"id":"nope"})"), "id: not a UUID");
+    EXPECT_EQ(refusal(R"({"body":{"base64":"aGk=","x":1}})"),
+              "body: expected a string or {\"base64\": \"...\"}");
+}
+
 // ---- JSON -> message: refusals ------------------------------------------------------------
 
 TEST(JsonDecoder, RefusesWhatIsNotAnObject) {
