@@ -22,6 +22,22 @@ LineReader::LineReader(int fd, const StopFlag* stop, size_t max_line_bytes)
               std::min(k_read_buffer_bytes, std::max(max_line_bytes + 2, k_min_buffer_bytes))),
       m_max_line_bytes(max_line_bytes) {}
 
+Next LineReader::deliver(const char* text, size_t raw_size, size_t consume, std::string_view& line) {
+    m_pending_consume = consume;
+    m_scanned = 0;
+    ++m_line_number;
+    size_t size = without_cr(text, raw_size);
+    if (size > m_max_line_bytes) {
+        m_oversized = true;
+        line = {};
+    } else {
+        line = {text, size};
+        // Spreadsheets like to start CSV files with a byte order mark.
+        if (m_line_number == 1 && line.starts_with(k_utf8_bom)) line.remove_prefix(k_utf8_bom.size());
+    }
+    return Next::frame;
+}
+
 Next LineReader::next(Wait wait, std::string_view& line) {
     m_input.consume(m_pending_consume);
     m_pending_consume = 0;
@@ -42,20 +58,7 @@ Next LineReader::next(Wait wait, std::string_view& line) {
             if (auto* newline = static_cast<const char*>(
                     std::memchr(text + m_scanned, '\n', held - m_scanned))) {
                 size_t raw = static_cast<size_t>(newline - text);
-                m_pending_consume = raw + 1;
-                m_scanned = 0;
-                ++m_line_number;
-                size_t size = without_cr(text, raw);
-                if (size > m_max_line_bytes) {
-                    m_oversized = true;
-                    line = {};
-                } else {
-                    line = {text, size};
-                    // Spreadsheets like to start CSV files with a byte order mark.
-                    if (m_line_number == 1 && line.starts_with(k_utf8_bom))
-                        line.remove_prefix(k_utf8_bom.size());
-                }
-                return Next::frame;
+                return deliver(text, raw, raw + 1, line);
             }
             m_scanned = held;
             // More than the limit plus a '\r' without a newline: over the limit whatever
@@ -82,20 +85,7 @@ Next LineReader::next(Wait wait, std::string_view& line) {
                 held = data.size();
                 if (held == 0 || m_skipping || m_input.stopped()) return Next::end;
                 // A last line without a newline is still a line.
-                text = reinterpret_cast<const char*>(data.data());
-                m_pending_consume = held;
-                m_scanned = 0;
-                ++m_line_number;
-                size_t size = without_cr(text, held);
-                if (size > m_max_line_bytes) {
-                    m_oversized = true;
-                    line = {};
-                } else {
-                    line = {text, size};
-                    if (m_line_number == 1 && line.starts_with(k_utf8_bom))
-                        line.remove_prefix(k_utf8_bom.size());
-                }
-                return Next::frame;
+                return deliver(reinterpret_cast<const char*>(data.data()), held, held, line);
             }
         }
     }

@@ -34,6 +34,9 @@ public:
     bool stopped() const { return m_input.stopped(); }
 
 private:
+    // Hands out the line of `raw_size` bytes at `text` (its '\r' dropped), to be consumed
+    // with `consume` bytes (the newline included) at the next call.
+    Next deliver(const char* text, size_t raw_size, size_t consume, std::string_view& line);
     FdInput m_input;
     size_t m_max_line_bytes;
     uint64_t m_line_number = 0;

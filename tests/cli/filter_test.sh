@@ -126,13 +126,7 @@ metered=$!; BACKGROUND_PIDS+=($metered)
 wait_until 10 grep -q 'metrics on port' metered.err || fail "no metrics port logged: $(cat metered.err)"
 port=$(grep -o 'metrics on port [0-9]*' metered.err | grep -o '[0-9]*$')
 mh-cat --out ">ipc://$WORK/filter.sock" < twice.frames
-scrape() {
-  exec 3<>/dev/tcp/127.0.0.1/"$port" || return 1
-  printf 'GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n' >&3
-  cat <&3 > metrics.txt
-  exec 3<&-
-}
-counted() { scrape && grep -q "^mh_messages_in_total $((2 * total))\$" metrics.txt; }
+counted() { scrape_metrics "$port" metrics.txt && grep -q "^mh_messages_in_total $((2 * total))\$" metrics.txt; }
 wait_until 10 counted || fail "in counter never reached $((2 * total)): $(grep mh_messages metrics.txt)"
 kept=$(jq -c 'select(.temperature > 22)' gen.jsonl | wc -l)
 hot=$(jq -c 'select(.temperature > 24)' gen.jsonl | wc -l)

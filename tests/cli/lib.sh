@@ -60,6 +60,14 @@ wait_pid_exit() {
   wait "$pid"; EXIT_CODE=$?
 }
 
+# scrape_metrics PORT FILE: GET /metrics from a tool's --metrics server on 127.0.0.1.
+scrape_metrics() {
+  exec 3<>/dev/tcp/127.0.0.1/"$1" || return 1
+  printf 'GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n' >&3
+  cat <&3 > "$2"
+  exec 3<&-
+}
+
 finish() {
   echo "$(basename "$0" .sh): $PASSES passed, $FAILURES failed"
   [ "$FAILURES" -eq 0 ]

@@ -21,13 +21,7 @@ metered=$!; BACKGROUND_PIDS+=($metered)
 wait_until 10 grep -q 'metrics on port' metered.err || fail "no metrics port logged: $(cat metered.err)"
 port=$(grep -o 'metrics on port [0-9]*' metered.err | grep -o '[0-9]*$')
 mh-gen --count 1234 --seed 1 --out ">ipc://$WORK/metered.sock"
-scrape() {
-  exec 3<>/dev/tcp/127.0.0.1/"$port" || return 1
-  printf 'GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n' >&3
-  cat <&3 > metrics.txt
-  exec 3<&-
-}
-counted() { scrape && grep -q '^mh_messages_in_total 1234$' metrics.txt; }
+counted() { scrape_metrics "$port" metrics.txt && grep -q '^mh_messages_in_total 1234$' metrics.txt; }
 wait_until 10 counted || fail "counter never reached 1234: $(grep mh_messages metrics.txt)"
 expect_contains "HTTP status" "HTTP/1.1 200 OK" "$(head -1 metrics.txt)"
 expect_contains "out counter" "mh_messages_out_total 1234" "$(cat metrics.txt)"
