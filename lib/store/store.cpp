@@ -316,6 +316,57 @@ QueryResult Store::query(const Query& query, wire::FrameSink& sink) {
     return result;
 }
 
+RetainResult Store::retain(const Retention& retention) {
+    constexpr uint64_t k_deletes_per_txn = 10'000;  // keeps each write transaction short
+    RetainResult result;
+    std::vector<capnp::word> buffer;
+    int64_t cutoff = retention.max_age_ns ? retention.now_ns - *retention.max_age_ns
+                                          : std::numeric_limits<int64_t>::min();
+    for (bool more = true; more;) {
+        std::shared_lock held(m_map_mutex);
+        Txn txn(*m_env, Txn::Kind::write);
+        uint64_t total = read_u64(txn.get(m_tables.meta, as_bytes(k_bytes_key)));
+        uint64_t deleted_here = 0;
+        more = false;
+        {  // the cursor closes before the transaction commits, as LMDB wants for write cursors
+            Cursor oldest(txn, m_tables.by_time);
+            MDB_val key{}, value{};
+            while (oldest.move(MDB_FIRST, key, value)) {
+                auto* time_id = static_cast<const std::byte*>(key.mv_data);
+                bool too_old = decode_time(time_id) < cutoff;
+                bool too_big = retention.max_bytes && total > *retention.max_bytes;
+                if (!too_old && !too_big) break;
+                if (deleted_here == k_deletes_per_txn) {
+                    more = true;
+                    break;
+                }
+                TimeKey entry;
+                std::memcpy(entry.data(), time_id, entry.size());
+                Bytes id(entry.data() + k_time_bytes, k_id_bytes);
+                uint64_t frame_size = 0;
+                if (auto frame = txn.get(m_tables.messages, id)) {
+                    frame_size = frame->size();
+                    if (auto header = read_header(*frame, buffer)) {
+                        Bytes time_and_id = bytes_of(entry);
+                        txn.del(m_tables.by_source, as_bytes(source_key(header->source)), &time_and_id);
+                    }
+                    txn.del(m_tables.messages, id);
+                }
+                oldest.del();
+                total -= std::min(total, frame_size);
+                result.bytes += frame_size;
+                ++result.deleted;
+                ++deleted_here;
+            }
+        }
+        if (deleted_here) {
+            txn.put(m_tables.meta, as_bytes(k_bytes_key), std::as_bytes(std::span(&total, 1)));
+            txn.commit();
+        }
+    }
+    return result;
+}
+
 Stats Store::stat(size_t top_sources) {
     Snapshot snapshot(*this);
     const Txn& txn = snapshot.txn();

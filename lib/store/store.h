@@ -108,6 +108,19 @@ struct QueryResult {
     uint64_t matched = 0;       // frames handed to the sink
 };
 
+// What retain() keeps: messages younger than max_age (by event time, against now_ns) and,
+// oldest first out, no more than max_bytes of frames in all.
+struct Retention {
+    std::optional<int64_t> max_age_ns;
+    std::optional<uint64_t> max_bytes;
+    int64_t now_ns = 0;
+};
+
+struct RetainResult {
+    uint64_t deleted = 0;
+    uint64_t bytes = 0;  // frame bytes of what was deleted
+};
+
 struct SourceCount {
     std::string source;
     uint64_t messages = 0;
@@ -147,6 +160,10 @@ public:
 
     // Frames in event-time order (within the source for a source query) go to `sink`.
     QueryResult query(const Query& query, wire::FrameSink& sink);
+
+    // Deletes the oldest messages (by event time) with their index entries until the
+    // retention holds, in transactions of a bounded size so readers and appenders go on.
+    RetainResult retain(const Retention& retention);
 
     Stats stat(size_t top_sources = 10);
     CheckReport check(size_t max_details = 20);

@@ -155,6 +155,28 @@ int run_query(const QueryCommand& command, cli::ToolContext& context) {
     return 0;
 }
 
+int run_retain(const RetainCommand& command, cli::ToolContext& context) {
+    Retention retention;
+    retention.now_ns = wall_clock_ns();
+    if (!command.max_age.empty()) {
+        auto age = parse_duration_ns(command.max_age);
+        if (!age) usage(fmt::format("--max-age '{}': expected a duration such as 30d or 12h", command.max_age));
+        retention.max_age_ns = *age;
+    }
+    if (!command.max_size.empty()) {
+        auto size = parse_size(command.max_size);
+        if (!size) usage(fmt::format("--max-size '{}': expected bytes, optionally with K, M, G or T", command.max_size));
+        retention.max_bytes = *size;
+    }
+    if (!retention.max_age_ns && !retention.max_bytes) usage("retain: give --max-age, --max-size or both");
+    StoreConfig config;
+    config.access = Access::read_write;
+    Store store(command.db, config);
+    RetainResult result = store.retain(retention);
+    context.log().info("deleted {} messages ({} bytes)", result.deleted, result.bytes);
+    return 0;
+}
+
 int run_stat(const StatCommand& command, cli::ToolContext& /*context*/) {
     Store store(command.db, StoreConfig{});
     Stats stats = store.stat();

@@ -1,7 +1,7 @@
 // mh-store's subcommands: what main() runs once CLI11 has filled the option structs.
 //   append  frames from stdin or --in into the store, group committed
 //   query   frames (or JSON, CSV, text) out of it, by time, source and expression
-//   stat    what is in it;   check   whether it is sound
+//   stat    what is in it;   check   whether it is sound;   retain  drop the oldest
 #pragma once
 
 #include "cli/tool.h"
@@ -43,10 +43,17 @@ struct CheckCommand {
     std::string db;
 };
 
+struct RetainCommand {
+    std::string db;
+    std::string max_age;   // a duration of event time before now: 30d, 12h
+    std::string max_size;  // frame bytes kept at most: 20G
+};
+
 int run_append(const AppendCommand& command, cli::ToolContext& context);
 int run_query(const QueryCommand& command, cli::ToolContext& context);
 int run_stat(const StatCommand& command, cli::ToolContext& context);
 int run_check(const CheckCommand& command, cli::ToolContext& context);
+int run_retain(const RetainCommand& command, cli::ToolContext& context);
 
 // A time on the command line: what parse_time_arg takes (RFC 3339, integer ns, now), or a
 // duration relative to `now_ns` with its sign: "-1h" is an hour ago, "+5m" in five minutes.

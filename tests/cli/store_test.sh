@@ -48,6 +48,22 @@ expect_eq "exit code" 0 "$code"
 expect_contains "duplicates are reported" "skipped 20000 messages already stored" "$err"
 expect_eq "count unchanged" 20000 "$(mh-store stat --db D --json | jq .messages)"
 
+begin "retain deletes the oldest, by size, and leaves a sound store"
+cp -r D R
+half=$(( $(mh-store stat --db R --json | jq .bytes) / 2 ))
+mh-store retain --db R --max-size "$half" 2> retain.err; code=$?
+expect_eq "exit code" 0 "$code"
+expect_contains "says what it deleted" "deleted" "$(cat retain.err)"
+[ "$(mh-store stat --db R --json | jq .bytes)" -le "$half" ] && pass || fail "store still over $half bytes"
+kept=$(mh-store stat --db R --json | jq .messages)
+expect_eq "the newest are kept" "$(tail -n "$kept" expected.jsonl | jq -r .id)" \
+  "$(mh-store query --db R --format json | jq -r .id)"
+mh-store check --db R > /dev/null; expect_eq "check after retain" 0 "$?"
+mh-store retain --db R --max-age 1d > /dev/null 2>&1; expect_eq "all of 2026-01-01 is older than a day" 0 "$(mh-store stat --db R --json | jq .messages)"
+mh-store retain --db R 2> err.txt; expect_eq "retain without a limit" 64 "$?"
+mh-store retain --db R --max-age soon 2> err.txt; expect_eq "bad --max-age" 64 "$?"
+expect_contains "names the value" "soon" "$(cat err.txt)"
+
 begin "bad options exit 64"
 mh-store query 2> err.txt; expect_eq "no --db" 64 "$?"
 mh-store append --db D --sync sometimes < /dev/null 2> err.txt; expect_eq "bad --sync" 64 "$?"

@@ -435,3 +435,37 @@ TEST(StoreLayout, TimeKeysSortNumerically) {
     EXPECT_EQ(decode_time(a.data()), -5);
     EXPECT_EQ(decode_time(c.data()), 7);
 }
+
+TEST(Store, RetainDeletesTheOldestByAgeAndBySizeAndStaysSound) {
+    TempDir dir;
+    Store store(dir.db(), writable());
+    auto frames = by_time(generate(25000));  // more than one retain transaction's worth
+    append_all(store, frames);
+
+    // By age: keep what is younger than a cutoff in the middle of the data.
+    int64_t cutoff = frames[15000].time();
+    Retention by_age;
+    by_age.now_ns = cutoff + 1000;
+    by_age.max_age_ns = 1000;
+    RetainResult aged = store.retain(by_age);
+    std::vector<OwnedFrame> younger;
+    for (const auto& f : frames)
+        if (f.time() >= cutoff) younger.push_back(f);
+    EXPECT_EQ(aged.deleted, frames.size() - younger.size());
+    EXPECT_EQ(bytes_of(query_all(store)), bytes_of(younger));
+    EXPECT_TRUE(store.check().sound());
+
+    // By size: the oldest go until the frames fit.
+    uint64_t limit = store.stat().bytes / 2;
+    RetainResult trimmed = store.retain({std::nullopt, limit, 0});
+    Stats stats = store.stat();
+    EXPECT_LE(stats.bytes, limit);
+    EXPECT_EQ(stats.messages, younger.size() - trimmed.deleted);
+    auto kept = query_all(store);
+    ASSERT_FALSE(kept.empty());
+    EXPECT_EQ(bytes_of(kept), bytes_of(std::vector<OwnedFrame>(younger.end() - static_cast<long>(kept.size()),
+                                                               younger.end())));
+    EXPECT_TRUE(store.check().sound());
+    // Nothing left to do: a second pass deletes nothing.
+    EXPECT_EQ(store.retain({std::nullopt, limit, 0}).deleted, 0u);
+}

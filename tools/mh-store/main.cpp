@@ -1,4 +1,4 @@
-// mh-store: durable message history in LMDB. Subcommands append, query, stat and check;
+// mh-store: durable message history in LMDB. Subcommands append, query, stat, check and retain;
 // the work is in lib/store.
 #include "store/store_tool.h"
 
@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     store::QueryCommand query;
     store::StatCommand stat;
     store::CheckCommand check;
+    store::RetainCommand retain;
 
     CLI::App app{"Durable message history in LMDB: append frames, query them by time, source and "
                  "expression, and look at the store",
@@ -84,12 +85,22 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"error", "warn", "warning", "info", "debug"}));
     check_app->set_version_flag("--version", cli::version_text("mh-store"));
 
+    auto* retain_app = app.add_subcommand("retain", "Delete the oldest messages beyond an age or a size");
+    retain_app->add_option("--db", retain.db, "Store directory")->required();
+    retain_app->add_option("--max-age", retain.max_age, "Delete messages whose event time is older than this (30d, 12h)");
+    retain_app->add_option("--max-size", retain.max_size,
+                           "Delete the oldest messages until the frames take at most this many bytes (K, M, G, T)");
+    retain_app->add_option("--log-level", common.log_level, "error, warn, info or debug")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"error", "warn", "warning", "info", "debug"}));
+
     app.footer([&app] { return all_subcommands_help(app); });
 
     return cli::run_main(app, common, argc, argv, [&](cli::ToolContext& context) {
         if (*append_app) return store::run_append(append, context);
         if (*query_app) return store::run_query(query, context);
         if (*stat_app) return store::run_stat(stat, context);
+        if (*retain_app) return store::run_retain(retain, context);
         return store::run_check(check, context);
     });
 }
