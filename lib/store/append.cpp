@@ -52,6 +52,7 @@ public:
             take(frame);
         }
         commit();
+        apply_retention(Force::yes);  // a finite run ends within its limits
         finish();
         return m_counts;
     }
@@ -140,7 +141,25 @@ private:
             m_batch.clear();
         }
         if (m_options.dead_letter) m_options.dead_letter->flush();
+        apply_retention();
         publish();
+    }
+
+    enum class Force { no, yes };
+    void apply_retention(Force force = Force::no) {
+        const Retention& r = m_options.retention;
+        if (!r.max_age_ns && !r.max_bytes) return;
+        auto now = Clock::now();
+        if (force == Force::no && m_retained_once &&
+            now - m_last_retain < std::chrono::nanoseconds(k_retain_interval_ns))
+            return;
+        m_retained_once = true;
+        m_last_retain = now;
+        Retention due = r;
+        due.now_ns = wall_clock_ns();
+        RetainResult result = m_store.retain(due);
+        m_counts.retained_away += result.deleted;
+        if (result.deleted) m_log.debug("retention deleted {} old messages ({} bytes)", result.deleted, result.bytes);
     }
 
     void publish() {
@@ -171,6 +190,8 @@ private:
     AppendMetrics* m_metrics;
     Batch m_batch;
     Clock::time_point m_batch_started;
+    Clock::time_point m_last_retain;
+    bool m_retained_once = false;
     AppendCounts m_counts;
     Unpublished m_unpublished;
 };

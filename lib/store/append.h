@@ -17,6 +17,7 @@ constexpr size_t k_default_batch_messages = 4096;
 constexpr int64_t k_default_linger_ns = 5'000'000;            // 5 ms
 constexpr size_t k_max_batch_bytes = size_t{64} << 20;        // a batch of large frames commits early
 constexpr uint64_t k_linger_check_every = 64;                 // frames between clock reads
+constexpr int64_t k_retain_interval_ns = 10'000'000'000;      // how often append applies --retain-age/--retain-size
 
 struct AppendOptions {
     size_t batch_messages = k_default_batch_messages;
@@ -24,6 +25,9 @@ struct AppendOptions {
     wire::FrameLimits limits;
     wire::FrameSink* confirm = nullptr;      // barriers go here once everything before them is committed
     wire::FrameSink* dead_letter = nullptr;  // garbled and refused frames go here when given
+    // Applied at the first commit, after a commit every k_retain_interval_ns, and at the
+    // end, when either limit is set (now_ns is read from the wall clock each time).
+    Retention retention;
 };
 
 struct AppendCounts {
@@ -35,6 +39,7 @@ struct AppendCounts {
     uint64_t bad_source = 0;
     uint64_t barriers = 0;
     uint64_t commits = 0;
+    uint64_t retained_away = 0;  // old messages deleted by the retention
 };
 
 // What --metrics shows for an append, beside the flow counters every tool has.

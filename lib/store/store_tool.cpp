@@ -44,6 +44,23 @@ namespace {
 
 [[noreturn]] void usage(const std::string& message) { throw Error(ExitCode::usage, message); }
 
+// The limits of a retention, from the options that give them (either may be empty).
+Retention parse_retention(const std::string& age, const char* age_option, const std::string& size,
+                          const char* size_option) {
+    Retention retention;
+    if (!age.empty()) {
+        auto ns = parse_duration_ns(age);
+        if (!ns) usage(fmt::format("{} '{}': expected a duration such as 30d or 12h", age_option, age));
+        retention.max_age_ns = *ns;
+    }
+    if (!size.empty()) {
+        auto bytes = parse_size(size);
+        if (!bytes) usage(fmt::format("{} '{}': expected bytes, optionally with K, M, G or T", size_option, size));
+        retention.max_bytes = *bytes;
+    }
+    return retention;
+}
+
 // Every output gets every frame (as --out does for every tool).
 class TeeSink final : public wire::FrameSink {
 public:
@@ -95,6 +112,7 @@ int run_append(const AppendCommand& command, cli::ToolContext& context) {
     if (!linger) usage(fmt::format("--linger '{}': expected a duration such as 5ms", command.linger));
     options.linger_ns = *linger;
     options.limits = context.limits();
+    options.retention = parse_retention(command.retain_age, "--retain-age", command.retain_size, "--retain-size");
 
     // Options first, then the input, then the store: a bad spec fails before anything is created.
     auto source = context.open_frame_source(context.options().in);
@@ -156,18 +174,8 @@ int run_query(const QueryCommand& command, cli::ToolContext& context) {
 }
 
 int run_retain(const RetainCommand& command, cli::ToolContext& context) {
-    Retention retention;
+    Retention retention = parse_retention(command.max_age, "--max-age", command.max_size, "--max-size");
     retention.now_ns = wall_clock_ns();
-    if (!command.max_age.empty()) {
-        auto age = parse_duration_ns(command.max_age);
-        if (!age) usage(fmt::format("--max-age '{}': expected a duration such as 30d or 12h", command.max_age));
-        retention.max_age_ns = *age;
-    }
-    if (!command.max_size.empty()) {
-        auto size = parse_size(command.max_size);
-        if (!size) usage(fmt::format("--max-size '{}': expected bytes, optionally with K, M, G or T", command.max_size));
-        retention.max_bytes = *size;
-    }
     if (!retention.max_age_ns && !retention.max_bytes) usage("retain: give --max-age, --max-size or both");
     StoreConfig config;
     config.access = Access::read_write;

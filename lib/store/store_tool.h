@@ -21,6 +21,8 @@ struct AppendCommand {
     std::string sync = "commit";  // commit: fsync per commit; none: the OS writes back
     std::string confirm;          // where committed barriers go (an output spec)
     std::string max_size;         // largest the store may grow (bytes, or 512M, 20G, ...)
+    std::string retain_age;       // as it runs, delete what is older than this (30d)
+    std::string retain_size;      // as it runs, delete the oldest beyond this many frame bytes
 };
 
 struct QueryCommand {

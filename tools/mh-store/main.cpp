@@ -47,6 +47,10 @@ int main(int argc, char** argv) {
                            "Where checkpoint barriers go once everything before them is committed (an output spec)");
     append_app->add_option("--max-size", append.max_size,
                            "Largest the store may grow, in bytes or with K, M, G, T (default 1T)");
+    append_app->add_option("--retain-age", append.retain_age,
+                           "As it runs, delete messages whose event time is older than this (30d), as retain does");
+    append_app->add_option("--retain-size", append.retain_size,
+                           "As it runs, delete the oldest messages beyond this many frame bytes (K, M, G, T)");
 
     auto* query_app = app.add_subcommand("query", "Write stored messages in event-time order");
     cli::add_common_options(*query_app, common, cli::Streams::out_only);
