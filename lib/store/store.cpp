@@ -316,6 +316,43 @@ QueryResult Store::query(const Query& query, wire::FrameSink& sink) {
     return result;
 }
 
+ScanResult Store::scan_ids(const std::optional<MessageId>& after, uint64_t limit,
+                           const std::function<void(const wire::Frame&)>& each) {
+    Snapshot snapshot(*this);
+    Cursor cursor(snapshot.txn(), m_tables.messages);
+    ScanResult result;
+    std::vector<capnp::word> buffer;
+    MDB_val key{}, value{};
+    bool more;
+    if (after) {
+        key = to_val(bytes_of(*after));
+        more = cursor.move(MDB_SET_RANGE, key, value);
+        if (more && key.mv_size == k_id_bytes && std::memcmp(key.mv_data, after->data(), k_id_bytes) == 0)
+            more = cursor.move(MDB_NEXT, key, value);
+    } else {
+        more = cursor.move(MDB_FIRST, key, value);
+    }
+    for (; more && result.count < limit; more = cursor.move(MDB_NEXT, key, value)) {
+        Bytes frame_bytes(static_cast<const std::byte*>(value.mv_data), value.mv_size);
+        each(aligned_copy(frame_bytes, buffer));
+        MessageId id;
+        std::memcpy(id.data(), key.mv_data, std::min(key.mv_size, id.size()));
+        result.last = id;
+        ++result.count;
+    }
+    return result;
+}
+
+std::optional<MessageId> Store::last_id() {
+    Snapshot snapshot(*this);
+    Cursor cursor(snapshot.txn(), m_tables.messages);
+    MDB_val key{}, value{};
+    if (!cursor.move(MDB_LAST, key, value)) return std::nullopt;
+    MessageId id;
+    std::memcpy(id.data(), key.mv_data, std::min(key.mv_size, id.size()));
+    return id;
+}
+
 RetainResult Store::retain(const Retention& retention) {
     constexpr uint64_t k_deletes_per_txn = 10'000;  // keeps each write transaction short
     RetainResult result;

@@ -121,6 +121,11 @@ struct RetainResult {
     uint64_t bytes = 0;  // frame bytes of what was deleted
 };
 
+struct ScanResult {
+    uint64_t count = 0;
+    std::optional<MessageId> last;  // the id of the last message handed out
+};
+
 struct SourceCount {
     std::string source;
     uint64_t messages = 0;
@@ -160,6 +165,13 @@ public:
 
     // Frames in event-time order (within the source for a source query) go to `sink`.
     QueryResult query(const Query& query, wire::FrameSink& sink);
+
+    // Messages in id order, which is the order they were ingested in, after `after`
+    // (exclusive; nullopt: from the first), at most `limit` of them, each handed to `each`
+    // while one read transaction is open. For tail and replay.
+    ScanResult scan_ids(const std::optional<MessageId>& after, uint64_t limit,
+                        const std::function<void(const wire::Frame&)>& each);
+    std::optional<MessageId> last_id();
 
     // Deletes the oldest messages (by event time) with their index entries until the
     // retention holds, in transactions of a bounded size so readers and appenders go on.

@@ -9,6 +9,9 @@
 #include "wire/fd_output.h"
 
 #include <fmt/format.h>
+
+#include <chrono>
+#include <thread>
 #include <unistd.h>
 
 #include <charconv>
@@ -170,6 +173,110 @@ int run_query(const QueryCommand& command, cli::ToolContext& context) {
     QueryResult result = store.query(query, sink);
     sink.flush();
     context.log().debug("query read {} index entries and wrote {} messages", result.entries_read, result.matched);
+    return 0;
+}
+
+namespace {
+
+constexpr auto k_follow_poll = std::chrono::milliseconds(50);  // LMDB has no notifications: look again
+constexpr uint64_t k_tail_chunk = 10'000;                     // messages per read transaction
+constexpr auto k_longest_sleep = std::chrono::milliseconds(100);  // a stop is seen within this
+
+// Sleeps until `until`, in short steps so that a stop request is seen; false when stopped.
+bool sleep_until(std::chrono::steady_clock::time_point until, const StopFlag& stop) {
+    while (!stop.load(std::memory_order_relaxed)) {
+        auto now = std::chrono::steady_clock::now();
+        if (now >= until) return true;
+        std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(until - now, k_longest_sleep));
+    }
+    return false;
+}
+
+// --speed: each message waits until its event time, scaled, has passed since the first's.
+class Pacer {
+public:
+    explicit Pacer(double speed) : m_speed(speed) {}
+    bool wait_for(const wire::Frame& frame, const StopFlag& stop) {
+        if (m_speed <= 0) return true;
+        capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count));
+        int64_t time = reader.getRoot<schema::Message>().getTime();
+        if (!m_started) {
+            m_started = true;
+            m_first_time = time;
+            m_first_wall = std::chrono::steady_clock::now();
+            return true;
+        }
+        auto offset = std::chrono::nanoseconds(static_cast<int64_t>(static_cast<double>(time - m_first_time) / m_speed));
+        return offset.count() <= 0 || sleep_until(m_first_wall + offset, stop);
+    }
+
+private:
+    double m_speed;
+    bool m_started = false;
+    int64_t m_first_time = 0;
+    std::chrono::steady_clock::time_point m_first_wall;
+};
+
+// The smallest id of a given millisecond: ids are UUIDv7, their first six bytes the ms.
+MessageId first_id_at(int64_t time_ns) {
+    MessageId id{};
+    uint64_t ms = time_ns > 0 ? static_cast<uint64_t>(time_ns / k_ns_per_ms) : 0;
+    for (int i = 0; i < 6; ++i) id[i] = static_cast<uint8_t>(ms >> (40 - 8 * i));
+    return id;
+}
+
+}  // namespace
+
+int run_tail(const TailCommand& command, cli::ToolContext& context) {
+    if (command.speed < 0) usage("--speed: expected a positive factor, such as 10");
+    if (!command.from.empty() && command.from_start) usage("--from and --from-start: give one of them");
+    std::optional<int64_t> from;
+    if (!command.from.empty()) {
+        from = parse_query_time(command.from, wall_clock_ns());
+        if (!from) usage(fmt::format("--from '{}': expected RFC 3339, integer ns, now, or -DURATION", command.from));
+    }
+    QueryCommand output;
+    output.format = command.format;
+    output.time_format = command.time_format;
+    output.columns = command.columns;
+    std::vector<std::string> outputs = context.options().out;
+    if (outputs.empty()) outputs.push_back("-");
+    std::vector<std::unique_ptr<wire::FrameSink>> sinks;
+    for (const auto& spec : outputs) sinks.push_back(open_sink(output, spec, context));
+    TeeSink sink(std::move(sinks));
+
+    Store store(command.db, StoreConfig{});
+    // Where to begin: after this id (exclusive); none: from the first message.
+    std::optional<MessageId> after;
+    if (from) after = first_id_at(*from);
+    else if (command.follow && !command.from_start) after = store.last_id();
+
+    if (command.follow) {
+        char text[k_id_text_chars];
+        context.log().debug("following from {}",
+                            after ? "after " + std::string(text, format_id(*after, text)) : std::string("the first message"));
+    }
+    const StopFlag& stop = context.stop();
+    Pacer pacer(command.speed);
+    uint64_t written = 0;
+    bool stopped = false;
+    while (!stopped) {
+        ScanResult scan = store.scan_ids(after, k_tail_chunk, [&](const wire::Frame& frame) {
+            if (stopped || !pacer.wait_for(frame, stop)) {
+                stopped = true;
+                return;
+            }
+            sink.write(frame);
+            ++written;
+        });
+        if (scan.last) after = scan.last;
+        sink.flush();
+        if (stop.load(std::memory_order_relaxed)) break;
+        if (scan.count == k_tail_chunk) continue;  // more history right away
+        if (!command.follow) break;
+        if (!sleep_until(std::chrono::steady_clock::now() + k_follow_poll, stop)) break;
+    }
+    if (stop.load()) context.log().info("stopped after {} messages", written);
     return 0;
 }
 

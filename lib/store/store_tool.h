@@ -1,6 +1,7 @@
 // mh-store's subcommands: what main() runs once CLI11 has filled the option structs.
 //   append  frames from stdin or --in into the store, group committed
 //   query   frames (or JSON, CSV, text) out of it, by time, source and expression
+//   tail    history in the order it came, then what is appended (--follow), paced or not
 //   stat    what is in it;   check   whether it is sound;   retain  drop the oldest
 #pragma once
 
@@ -45,6 +46,17 @@ struct CheckCommand {
     std::string db;
 };
 
+struct TailCommand {
+    std::string db;
+    std::string from;         // ingestion time to start at (RFC 3339, ns, -1h); default: the end, or the start without --follow
+    bool from_start = false;
+    bool follow = false;      // keep writing what is appended, until stopped
+    double speed = 0;         // > 0: replay at this many times the original pace (event-time gaps kept)
+    std::string format = "frames";
+    std::string time_format = "ns";
+    std::vector<std::string> columns;
+};
+
 struct RetainCommand {
     std::string db;
     std::string max_age;   // a duration of event time before now: 30d, 12h
@@ -56,6 +68,7 @@ int run_query(const QueryCommand& command, cli::ToolContext& context);
 int run_stat(const StatCommand& command, cli::ToolContext& context);
 int run_check(const CheckCommand& command, cli::ToolContext& context);
 int run_retain(const RetainCommand& command, cli::ToolContext& context);
+int run_tail(const TailCommand& command, cli::ToolContext& context);
 
 // A time on the command line: what parse_time_arg takes (RFC 3339, integer ns, now), or a
 // duration relative to `now_ns` with its sign: "-1h" is an hour ago, "+5m" in five minutes.

@@ -68,6 +68,34 @@ mh-store append --db A --retain-age never < /dev/null 2> err.txt; expect_eq "bad
 mh-store retain --db R --max-age soon 2> err.txt; expect_eq "bad --max-age" 64 "$?"
 expect_contains "names the value" "soon" "$(cat err.txt)"
 
+begin "tail: history in the order it came, then what is appended"
+mh-store tail --db D > tailed.frames; expect_eq "tail exit" 0 "$?"
+expect_files_equal "all of it, in id order (mh-gen's order)" gen.frames tailed.frames
+mh-gen --count 3000 --seed 11 > more.frames
+mh-cat --to json < more.frames > more.jsonl
+mh-store append --db F < /dev/null  # an empty store to follow
+mh-store tail --db F --follow --format json --log-level debug > followed.jsonl 2> follow.err &
+follower=$!; BACKGROUND_PIDS+=($follower)
+wait_until 10 grep -q "following from the first message" follow.err || fail "the follower did not start: $(cat follow.err)"
+mh-cat --count 1000 < more.frames | mh-store append --db F
+wait_until 10 bash -c "[ \$(wc -l < followed.jsonl) -ge 1000 ]" || fail "the follower never saw the first 1000"
+mh-store append --db F < more.frames 2> /dev/null  # the first 1000 again (skipped) and 2000 new
+wait_until 10 bash -c "[ \$(wc -l < followed.jsonl) -ge 3000 ]" || fail "the follower never saw all 3000"
+kill -TERM $follower; wait_pid_exit 10 $follower
+expect_eq "follower exit on SIGTERM" 0 "$EXIT_CODE"
+expect_files_equal "followed: every message once, in order" more.jsonl followed.jsonl
+expect_eq "--from a time after everything: nothing" "" "$(mh-store tail --db D --from 2030-01-01T00:00:00Z --format json)"
+
+begin "tail --speed keeps event-time gaps, scaled"
+mh-gen --count 9 --sources 1 --interval 250ms --seed 2 | mh-store append --db S
+start=$(date +%s%N)
+mh-store tail --db S --speed 4 --format json > paced.jsonl
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+expect_eq "all replayed" 9 "$(wc -l < paced.jsonl)"
+# 8 gaps of 250 ms at 4x: at least 500 ms (an upper bound would only measure the machine).
+[ "$elapsed_ms" -ge 480 ] && pass || fail "replay took ${elapsed_ms} ms, expected at least 500"
+mh-store tail --db S --speed -1 2> err.txt; expect_eq "negative speed" 64 "$?"
+
 begin "bad options exit 64"
 mh-store query 2> err.txt; expect_eq "no --db" 64 "$?"
 mh-store append --db D --sync sometimes < /dev/null 2> err.txt; expect_eq "bad --sync" 64 "$?"

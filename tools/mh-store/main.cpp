@@ -1,4 +1,4 @@
-// mh-store: durable message history in LMDB. Subcommands append, query, stat, check and retain;
+// mh-store: durable message history in LMDB. Subcommands append, query, tail, stat, check and retain;
 // the work is in lib/store.
 #include "store/store_tool.h"
 
@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     store::StatCommand stat;
     store::CheckCommand check;
     store::RetainCommand retain;
+    store::TailCommand tail;
 
     CLI::App app{"Durable message history in LMDB: append frames, query them by time, source and "
                  "expression, and look at the store",
@@ -74,6 +75,24 @@ int main(int argc, char** argv) {
     query_app->add_option("--columns", query.columns, "CSV output columns (default: the first message's)")
         ->delimiter(',');
 
+    auto* tail_app = app.add_subcommand("tail", "Write stored messages in the order they came, then follow new ones");
+    cli::add_common_options(*tail_app, common, cli::Streams::out_only);
+    tail_app->remove_option(tail_app->get_option("--dead-letter"));
+    tail_app->remove_option(tail_app->get_option("--metrics"));
+    tail_app->add_option("--db", tail.db, "Store directory")->required();
+    tail_app->add_option("--from", tail.from, "Start at this ingestion time: RFC 3339, integer ns, now, or -1h");
+    tail_app->add_flag("--from-start", tail.from_start, "Start at the first message (the default without --follow)");
+    tail_app->add_flag("-f,--follow", tail.follow, "Keep writing what is appended, until stopped");
+    tail_app->add_option("--speed", tail.speed, "Replay at this many times the original pace (event-time gaps kept)");
+    tail_app->add_option("-t,--format", tail.format, "Output format")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"frames", "json", "csv", "text"}));
+    tail_app->add_option("--time-format", tail.time_format, "How json and csv output write times")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"ns", "rfc3339"}));
+    tail_app->add_option("--columns", tail.columns, "CSV output columns (default: the first message's)")
+        ->delimiter(',');
+
     auto* stat_app = app.add_subcommand("stat", "Show what the store holds");
     stat_app->add_option("--db", stat.db, "Store directory")->required();
     stat_app->add_flag("--json", stat.json, "One JSON object instead of text");
@@ -105,6 +124,7 @@ int main(int argc, char** argv) {
         if (*query_app) return store::run_query(query, context);
         if (*stat_app) return store::run_stat(stat, context);
         if (*retain_app) return store::run_retain(retain, context);
+        if (*tail_app) return store::run_tail(tail, context);
         return store::run_check(check, context);
     });
 }
