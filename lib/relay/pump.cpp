@@ -20,6 +20,14 @@ namespace {
 constexpr uint64_t k_publish_every = 1024;  // frames between counter updates and linger checks
 constexpr auto k_linger = std::chrono::milliseconds(1);
 
+// A flood of bad frames must not become a flood of log lines: the first ten are logged,
+// then the 100th, 1000th, ... with the count so far.
+bool worth_logging(uint64_t count) {
+    if (count <= 10) return true;
+    while (count % 10 == 0) count /= 10;
+    return count == 1;
+}
+
 // Per-message counts kept locally and published in batches: atomics cost on the hot path.
 struct LocalCounts {
     uint64_t in = 0, out = 0, bytes = 0, garbled = 0;
@@ -73,7 +81,9 @@ PumpResult pump(wire::FrameSource& source, std::span<wire::FrameSink* const> sin
             if (auto reason = wire::check_frame(frame, options.limits)) {
                 ++local.garbled;
                 ++result.garbled;
-                log.warn("dropped a garbled frame of {} bytes: {}", frame.byte_count(), *reason);
+                if (worth_logging(result.garbled))
+                    log.warn("dropped a garbled frame of {} bytes ({} so far): {}", frame.byte_count(), result.garbled,
+                             *reason);
                 if (options.dead_letter) options.dead_letter->write(frame);
                 continue;
             }

@@ -150,3 +150,23 @@ TEST(Pump, DeliversWhatCameBeforeABrokenInputThenFails) {
     EXPECT_EQ(sink.delivered, (std::vector<int64_t>{1}));
     EXPECT_EQ(f.counters.errors.value(), 1u);
 }
+
+TEST(Pump, AFloodOfGarbledFramesIsLoggedSparingly) {
+    metrics::Registry registry;
+    relay::FlowCounters counters(registry);
+    Log log("test", LogLevel::warn);
+    ScriptedSource source;
+    auto bad = make_frame(1);
+    reinterpret_cast<uint32_t*>(bad.data() + 1)[0] = 0x00fffff0;
+    for (int i = 0; i < 1000; ++i) source.steps.push_back({Next::frame, bad});
+    CollectSink sink;
+    FrameSink* sinks[] = {&sink};
+    testing::internal::CaptureStderr();
+    auto result = relay::pump(source, sinks, counters, {}, log);
+    std::string logged = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(result.garbled, 1000u);
+    EXPECT_EQ(counters.dropped_malformed.value(), 1000u);
+    // The first ten, then the 100th and the 1000th.
+    EXPECT_EQ(std::count(logged.begin(), logged.end(), '\n'), 12);
+    EXPECT_NE(logged.find("(1000 so far)"), std::string::npos);
+}
