@@ -4,6 +4,8 @@
 #include "json/json_codec.h"
 
 #include <capnp/serialize.h>
+#include "support/support.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -11,31 +13,10 @@
 #include <string>
 #include <vector>
 
+using mh::test::TempFile;
 namespace {
 
 using namespace mh;
-
-class TempFile {
-public:
-    explicit TempFile(const std::string& content = "") : m_file(std::tmpfile()) {
-        std::fwrite(content.data(), 1, content.size(), m_file);
-        std::fflush(m_file);
-        std::rewind(m_file);
-    }
-    ~TempFile() { std::fclose(m_file); }
-    int fd() const { return fileno(m_file); }
-    std::string content() const {
-        std::string text;
-        char buffer[4096];
-        ssize_t n;
-        for (off_t at = 0; (n = pread(fd(), buffer, sizeof(buffer), at)) > 0; at += n)
-            text.append(buffer, n);
-        return text;
-    }
-
-private:
-    std::FILE* m_file;
-};
 
 struct CsvRead {
     std::vector<std::string> json;  // each message as a JSON line, without '\n'
@@ -76,8 +57,7 @@ std::string write_csv(const Lines& json_lines, std::vector<std::string> columns 
         for (auto& line : json_lines) {
             std::vector<std::byte> bytes;
             EXPECT_FALSE(decoder.decode(line, bytes)) << line;
-            std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
-            std::memcpy(words.data(), bytes.data(), bytes.size());
+            auto words = test::to_words(bytes);
             sink.write(wire::Frame{words.data(), words.size()});
         }
         sink.flush();

@@ -7,6 +7,8 @@
 #include "message/scratch_builder.h"
 
 #include <fmt/format.h>
+#include "support/support.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -62,10 +64,7 @@ struct TestMessage {
                 },
                 fields[i].second);
         }
-        std::vector<std::byte> bytes;
-        wire::append_frame(scratch.builder(), bytes);
-        std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
-        std::memcpy(words.data(), bytes.data(), bytes.size());
+        auto words = test::frame_words(scratch.builder());
         return words;
     }
 };
@@ -73,10 +72,7 @@ struct TestMessage {
 std::vector<capnp::word> barrier_frame(uint64_t number) {
     ScratchBuilder scratch;
     scratch.start().getControl().initBarrier().setNumber(number);
-    std::vector<std::byte> bytes;
-    wire::append_frame(scratch.builder(), bytes);
-    std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
-    std::memcpy(words.data(), bytes.data(), bytes.size());
+    auto words = test::frame_words(scratch.builder());
     return words;
 }
 

@@ -4,6 +4,8 @@
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
+#include "support/support.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <string>
 #include <vector>
 
+using mh::test::TempFile;
 namespace {
 
 using namespace mh;
@@ -83,29 +86,6 @@ std::string round_trip(std::string_view line, TimeFormat time_format = TimeForma
     Decoded decoded(line);
     return encode(decoded.message(), time_format);
 }
-
-// A file with `content` to read from, or an empty one to write to and read back.
-class TempFile {
-public:
-    explicit TempFile(const std::string& content = "") : m_file(std::tmpfile()) {
-        std::fwrite(content.data(), 1, content.size(), m_file);
-        std::fflush(m_file);
-        std::rewind(m_file);
-    }
-    ~TempFile() { std::fclose(m_file); }
-    int fd() const { return fileno(m_file); }
-    std::string content() const {
-        std::string text;
-        char buffer[4096];
-        ssize_t n;
-        for (off_t at = 0; (n = pread(fd(), buffer, sizeof(buffer), at)) > 0; at += n)
-            text.append(buffer, n);
-        return text;
-    }
-
-private:
-    std::FILE* m_file;
-};
 
 // ---- JSON -> message: the header --------------------------------------------------------
 

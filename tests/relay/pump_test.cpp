@@ -4,6 +4,8 @@
 #include "message/scratch_builder.h"
 #include "relay/pump.h"
 
+#include "support/support.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -17,10 +19,7 @@ namespace {
 std::vector<capnp::word> make_frame(int64_t time) {
     ScratchBuilder scratch;
     scratch.start().setTime(time);
-    std::vector<std::byte> bytes;
-    append_frame(scratch.builder(), bytes);
-    std::vector<capnp::word> words(bytes.size() / 8);
-    std::memcpy(words.data(), bytes.data(), bytes.size());
+    auto words = test::frame_words(scratch.builder());
     return words;
 }
 

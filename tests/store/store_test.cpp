@@ -9,6 +9,8 @@
 #include "store/store.h"
 #include "store/store_tool.h"
 
+#include "support/support.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -87,20 +89,14 @@ OwnedFrame make_message(std::optional<MessageId> id, int64_t time, const std::st
     if (id) message.setId(kj::arrayPtr(id->data(), id->size()));
     message.setTime(time);
     message.setSource(source);
-    std::vector<std::byte> bytes;
-    wire::append_frame(scratch.builder(), bytes);
-    std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
-    std::memcpy(words.data(), bytes.data(), bytes.size());
+    auto words = test::frame_words(scratch.builder());
     return OwnedFrame(wire::Frame{words.data(), words.size()});
 }
 
 OwnedFrame make_barrier(uint64_t number) {
     ScratchBuilder scratch;
     scratch.start().getControl().initBarrier().setNumber(number);
-    std::vector<std::byte> bytes;
-    wire::append_frame(scratch.builder(), bytes);
-    std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
-    std::memcpy(words.data(), bytes.data(), bytes.size());
+    auto words = test::frame_words(scratch.builder());
     return OwnedFrame(wire::Frame{words.data(), words.size()});
 }
 

@@ -5,6 +5,8 @@
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
+#include "support/support.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -21,8 +23,7 @@ std::string text_of(std::string_view json_line) {
     std::vector<std::byte> bytes;
     auto reason = decoder.decode(json_line, bytes);
     EXPECT_FALSE(reason) << *reason;
-    std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
-    std::memcpy(words.data(), bytes.data(), bytes.size());
+    auto words = test::to_words(bytes);
     capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()));
     std::string line;
     TextSink::format(reader.getRoot<schema::Message>(), line);
@@ -74,8 +75,7 @@ TEST(TextSink, WritesOneLinePerFrameAndShowsUnreadableOnes) {
         JsonDecoder decoder;
         std::vector<std::byte> bytes;
         ASSERT_FALSE(decoder.decode(R"({"source":"a","kind":"event"})", bytes));
-        std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
-        std::memcpy(words.data(), bytes.data(), bytes.size());
+        auto words = test::to_words(bytes);
         sink.write(wire::Frame{words.data(), words.size()});
         alignas(8) const uint32_t garbled[4] = {0, 1, 0xFFFFFFF0u, 0x00010000u};
         sink.write(wire::Frame{reinterpret_cast<const capnp::word*>(garbled), 2});

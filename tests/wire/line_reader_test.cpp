@@ -2,6 +2,8 @@
 // over-long lines skipped and reported, and idle/end as FrameSource reports them.
 #include "wire/line_reader.h"
 
+#include "support/support.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <string>
 #include <vector>
 
+using mh::test::TempFile;
 namespace {
 
 using mh::wire::LineReader;
@@ -16,20 +19,6 @@ using mh::wire::Next;
 using mh::wire::Wait;
 
 // A file holding `content`, read from the start; closed at the end of the test.
-class TempFile {
-public:
-    explicit TempFile(const std::string& content) : m_file(std::tmpfile()) {
-        std::fwrite(content.data(), 1, content.size(), m_file);
-        std::fflush(m_file);
-        std::rewind(m_file);
-    }
-    ~TempFile() { std::fclose(m_file); }
-    int fd() const { return fileno(m_file); }
-
-private:
-    std::FILE* m_file;
-};
-
 struct Line {
     std::string text;
     uint64_t number;
