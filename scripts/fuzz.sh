@@ -13,19 +13,16 @@ build=$root/build-fuzz
 mkdir -p "$build"
 if ! { cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
              -DMH_BUILD_FUZZERS=ON -DMH_BUILD_TESTS=OFF &&
-       cmake --build "$build" -j2 --target frame_reader_fuzz json_decode_fuzz expr_parse_fuzz; } > "$build/build.log" 2>&1; then
+       cmake --build "$build" -j2 --target fuzzers; } > "$build/build.log" 2>&1; then
     tail -n 40 "$build/build.log" >&2
     echo "fuzz: build failed (log: $build/build.log)" >&2
     exit 2
 fi
 
 failed=()
-for corpus in frame json expr; do
-    case $corpus in
-        frame) target=frame_reader_fuzz ;;
-        json) target=json_decode_fuzz ;;
-        expr) target=expr_parse_fuzz ;;
-    esac
+for source in "$root"/fuzz/*_fuzz.cpp; do
+    target=$(basename "$source" .cpp)
+    corpus=${target%_fuzz}
     # New inputs go to the build tree; the seeds in fuzz/corpus/ stay as committed.
     mkdir -p "$build/corpus/$corpus" "$build/findings"
     echo "fuzz: $target for ${seconds}s" >&2

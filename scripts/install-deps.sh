@@ -7,6 +7,10 @@ packages=(
   build-essential cmake pkg-config
   capnproto libcapnp-dev libzmq3-dev liblmdb-dev libfmt-dev libcli11-dev
   libssl-dev libgtest-dev libsimdjson-dev libre2-dev
+  libtomlplusplus-dev        # manifests, gateway registry
+  libcurl4-openssl-dev       # HTTP(S) and SMTP clients (mh-notify, mh-stream)
+  libmosquitto-dev           # MQTT client of external brokers (mh-stream)
+  openssl curl mosquitto mosquitto-clients   # real clients and a real broker in tests
   clang libclang-rt-14-dev   # libFuzzer targets
   jq                         # test oracles
   time                       # peak memory in bench/run.sh

@@ -60,6 +60,15 @@ wait_pid_exit() {
   wait "$pid"; EXIT_CODE=$?
 }
 
+# wait_log_port DEADLINE FILE REGEX: waits until a line of FILE matches REGEX (for instance
+# 'listening on') and prints the port that ends it ("listening on 127.0.0.1:41234" -> 41234).
+# Servers in tests listen on port 0 and log the port they got, so parallel suites never collide.
+wait_log_port() {
+  local deadline=$1 file=$2 regex=$3
+  wait_until "$deadline" grep -qE "$regex" "$file" || return 1
+  grep -E "$regex" "$file" | head -n 1 | grep -oE '[0-9]+$'
+}
+
 # scrape_metrics PORT FILE: GET /metrics from a tool's --metrics server on 127.0.0.1.
 scrape_metrics() {
   exec 3<>/dev/tcp/127.0.0.1/"$1" || return 1
