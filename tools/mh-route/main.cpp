@@ -1,0 +1,50 @@
+// mh-route: channels from a TOML manifest: check it, draw it, run and supervise it, report
+// on it, and turn it into systemd units. The work is in lib/manifest and lib/route.
+#include "cli/tool.h"
+#include "route/route_tool.h"
+
+namespace {
+
+std::string all_subcommands_help(CLI::App& app) {
+    std::string text;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+        text += "\n" + sub->help(app.get_name());
+    return text;
+}
+
+void add_log_level(CLI::App& app, mh::cli::CommonOptions& common) {
+    app.add_option("--log-level", common.log_level, "error, warn, info or debug")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"error", "warn", "warning", "info", "debug"}));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using namespace mh;
+    cli::CommonOptions common;
+    route::CheckCommand check;
+    route::GraphCommand graph;
+
+    CLI::App app{"Channels from a TOML manifest: check, draw, run and supervise, report, deploy", "mh-route"};
+    app.set_version_flag("--version", cli::version_text("mh-route"));
+    app.require_subcommand(1);
+
+    auto* check_app = app.add_subcommand("check", "Check a manifest: every error with its line, column and "
+                                                  "what to do; exit 78 if there is any");
+    check_app->add_option("FILE", check.file, "The manifest")->required();
+    check_app->add_flag("-q,--quiet", check.quiet, "No summary when the manifest is fine");
+    add_log_level(*check_app, common);
+
+    auto* graph_app = app.add_subcommand("graph", "Draw the channel as Graphviz DOT (dot -Tsvg), or as text");
+    graph_app->add_option("FILE", graph.file, "The manifest")->required();
+    graph_app->add_flag("--text", graph.text, "A readable text form instead of DOT");
+    add_log_level(*graph_app, common);
+
+    app.footer([&app] { return all_subcommands_help(app); });
+
+    return cli::run_main(app, common, argc, argv, [&](cli::ToolContext& context) {
+        if (*check_app) return route::run_check(check, context.log());
+        return route::run_graph(graph, context.log());
+    });
+}
