@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
     cli::CommonOptions common;
     route::CheckCommand check;
     route::GraphCommand graph;
+    route::UpCommand up;
 
     CLI::App app{"Channels from a TOML manifest: check, draw, run and supervise, report, deploy", "mh-route"};
     app.set_version_flag("--version", cli::version_text("mh-route"));
@@ -41,10 +42,19 @@ int main(int argc, char** argv) {
     graph_app->add_flag("--text", graph.text, "A readable text form instead of DOT");
     add_log_level(*graph_app, common);
 
+    auto* up_app = app.add_subcommand("up", "Run the channel here: every stage a process, wired over ipc sockets, "
+                                            "supervised; SIGTERM drains it from the sources down");
+    up_app->add_option("FILE", up.file, "The manifest")->required();
+    up_app->add_option("--runtime-dir", up.runtime_dir,
+                       "Sockets and state (default: [defaults] runtime_dir, else $XDG_RUNTIME_DIR/mh-route/NAME or "
+                       "/tmp/mh-route-UID/NAME)");
+    add_log_level(*up_app, common);
+
     app.footer([&app] { return all_subcommands_help(app); });
 
     return cli::run_main(app, common, argc, argv, [&](cli::ToolContext& context) {
         if (*check_app) return route::run_check(check, context.log());
+        if (*up_app) return route::run_up(up, context.log());
         return route::run_graph(graph, context.log());
     });
 }
