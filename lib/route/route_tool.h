@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/log.h"
+#include "core/stop.h"
 #include "manifest/manifest.h"
 
 #include <string>
@@ -61,7 +62,7 @@ std::string runtime_dir_for(const manifest::Manifest& manifest, const std::strin
 int run_check(const CheckCommand& command, Log& log);
 int run_graph(const GraphCommand& command, Log& log);
 int run_up(const UpCommand& command, Log& log);
-int run_status(const StatusCommand& command, Log& log);
+int run_status(const StatusCommand& command, Log& log, const StopFlag& stop);
 int run_units(const UnitsCommand& command, Log& log);
 
 }  // namespace mh::route

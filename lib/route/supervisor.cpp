@@ -535,11 +535,12 @@ private:
     // ---- the state file ------------------------------------------------------------------------
 
     void write_state() {
-        std::string text = "name\tgroup\tstate\tpid\trestarts\tmetrics_port\tstarted_ns\tlast_exit\n";
+        std::string text =
+            "name\tgroup\tstate\tpid\trestarts\tmetrics_port\tstarted_ns\tlast_exit\tended_in\tended_out\n";
         for (const auto& p : m_processes)
-            text += fmt::format("{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n", p.spec->name, p.spec->group, state_name(p.state),
-                                p.pid, p.restarts, p.metrics_port, p.started_wall_ns,
-                                p.last_exit.empty() ? "-" : p.last_exit);
+            text += fmt::format("{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n", p.spec->name, p.spec->group,
+                                state_name(p.state), p.pid, p.restarts, p.metrics_port, p.started_wall_ns,
+                                p.last_exit.empty() ? "-" : p.last_exit, p.done_in, p.done_out);
         std::string path = m_options.runtime_dir + "/" + k_state_file;
         std::string temporary = path + ".tmp";
         int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -33,7 +33,8 @@ struct SupervisorOptions {
 int supervise(const Plan& plan, const SupervisorOptions& options, Log& log);
 
 // The state file in the runtime directory that `up` keeps and `status` reads: one line per
-// process, tab separated: name group state pid restarts metrics-port started-ns last-exit.
+// process, tab separated, after a header line: name group state pid restarts metrics-port
+// started-ns last-exit, and the messages in and out of its incarnations that have ended.
 constexpr const char* k_state_file = "processes.tsv";
 constexpr const char* k_pid_file = "up.pid";
 

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
     route::CheckCommand check;
     route::GraphCommand graph;
     route::UpCommand up;
+    route::StatusCommand status;
 
     CLI::App app{"Channels from a TOML manifest: check, draw, run and supervise, report, deploy", "mh-route"};
     app.set_version_flag("--version", cli::version_text("mh-route"));
@@ -50,11 +51,22 @@ int main(int argc, char** argv) {
                        "/tmp/mh-route-UID/NAME)");
     add_log_level(*up_app, common);
 
+    auto* status_app = app.add_subcommand("status", "A table per process of a running channel: state, pid, restarts, "
+                                                    "messages in/out per second, totals, dropped, errors");
+    status_app->add_option("FILE", status.file, "The manifest")->required();
+    status_app->add_option("--runtime-dir", status.runtime_dir, "As given to up");
+    status_app->add_option("--interval", status.interval_s, "Seconds between the two readings the rates come from")
+        ->capture_default_str()
+        ->check(CLI::Range(0.05, 3600.0));
+    status_app->add_flag("-w,--watch", status.watch, "Refresh the table every interval until interrupted");
+    add_log_level(*status_app, common);
+
     app.footer([&app] { return all_subcommands_help(app); });
 
     return cli::run_main(app, common, argc, argv, [&](cli::ToolContext& context) {
         if (*check_app) return route::run_check(check, context.log());
         if (*up_app) return route::run_up(up, context.log());
+        if (*status_app) return route::run_status(status, context.log(), context.stop());
         return route::run_graph(graph, context.log());
     });
 }
