@@ -152,17 +152,12 @@ std::optional<std::vector<std::string>> split_command(std::string_view text, Spl
 
 std::string quote_word(std::string_view word) {
     if (!word.empty() && word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                                                "-_./:=,+@") == std::string_view::npos)
+                                                "-_./:=,+@%") == std::string_view::npos)
         return std::string(word);
-    // Double quotes suit both sh and systemd; inside them only \ " $ ` are special for sh,
-    // and systemd expands % (specifiers) and $ (variables), so those are escaped too.
+    // Inside double quotes only \ " $ ` are special for sh (and for split_command).
     std::string quoted = "\"";
     for (char c : word) {
         if (c == '"' || c == '\\' || c == '$' || c == '`') quoted.push_back('\\');
-        if (c == '%') {
-            quoted += "%%";
-            continue;
-        }
         quoted.push_back(c);
     }
     quoted.push_back('"');
@@ -428,6 +423,9 @@ private:
                                   host.name));
             m_manifest.hosts.push_back(std::move(host));
         }
+        std::stable_sort(m_manifest.hosts.begin(), m_manifest.hosts.end(), [](const Host& a, const Host& b) {
+            return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
+        });
     }
 
     void load_defaults(const toml::table& table) {

@@ -124,7 +124,7 @@ struct SplitError {
 };
 std::optional<std::vector<std::string>> split_command(std::string_view text, SplitError* error = nullptr);
 
-// Quotes words for sh and for systemd's ExecStart= (both accept this form).
+// Quotes words for sh (and split_command): bare when safe, else in double quotes.
 std::string quote_word(std::string_view word);
 std::string join_command(const std::vector<std::string>& argv);
 

@@ -140,7 +140,9 @@ from = ["hot"]
         EXPECT_LE(result.errors[i - 1].where.line, result.errors[i].where.line) << "sorted by place";
     // The condition's detail shows the caret under the second '>'.
     for (const auto& e : result.errors) {
-        if (e.message.starts_with("bad when")) EXPECT_EQ(e.detail, "temperature >> 3\n             ^");
+        if (e.message.starts_with("bad when")) {
+            EXPECT_EQ(e.detail, "temperature >> 3\n             ^");
+        }
     }
 }
 
@@ -233,7 +235,7 @@ TEST(manifest, split_like_a_shell_and_quote_back) {
     EXPECT_FALSE(split_command("a > b", &error));
     EXPECT_FALSE(split_command("a\\", &error));
     std::vector<std::string> words = {"mh-filter", "kind == \"alert\"", "50%", "$x", "plain-word_1.2:3"};
-    EXPECT_EQ(join_command(words), R"(mh-filter "kind == \"alert\"" "50%%" "\$x" plain-word_1.2:3)");
+    EXPECT_EQ(join_command(words), R"(mh-filter "kind == \"alert\"" 50% "\$x" plain-word_1.2:3)");
 }
 
 TEST(manifest, dot_and_text) {

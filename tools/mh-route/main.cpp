@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
     route::GraphCommand graph;
     route::UpCommand up;
     route::StatusCommand status;
+    route::UnitsCommand units;
 
     CLI::App app{"Channels from a TOML manifest: check, draw, run and supervise, report, deploy", "mh-route"};
     app.set_version_flag("--version", cli::version_text("mh-route"));
@@ -61,12 +62,20 @@ int main(int argc, char** argv) {
     status_app->add_flag("-w,--watch", status.watch, "Refresh the table every interval until interrupted");
     add_log_level(*status_app, common);
 
+    auto* units_app = app.add_subcommand("units", "Write systemd units for the stages on one host: wiring, restart "
+                                                  "policy, sandboxing, and a target that starts them all");
+    units_app->add_option("FILE", units.file, "The manifest")->required();
+    units_app->add_option("--host", units.host, "The host of [hosts] to write units for")->required();
+    units_app->add_option("-d,--dir", units.dir, "Where the unit files go")->capture_default_str();
+    add_log_level(*units_app, common);
+
     app.footer([&app] { return all_subcommands_help(app); });
 
     return cli::run_main(app, common, argc, argv, [&](cli::ToolContext& context) {
         if (*check_app) return route::run_check(check, context.log());
         if (*up_app) return route::run_up(up, context.log());
         if (*status_app) return route::run_status(status, context.log(), context.stop());
+        if (*units_app) return route::run_units(units, context.log());
         return route::run_graph(graph, context.log());
     });
 }
