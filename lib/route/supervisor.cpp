@@ -244,6 +244,12 @@ private:
             ::setpgid(0, 0);
             ::prctl(PR_SET_PDEATHSIG, SIGTERM);
             if (::getppid() != parent) ::_exit(1);
+            // Relative paths in a manifest (a --db, a stdout file) start at its directory.
+            if (::chdir(m_options.manifest_dir.c_str()) != 0) {
+                std::string message = fmt::format("cannot enter {}: {}\n", m_options.manifest_dir, std::strerror(errno));
+                [[maybe_unused]] auto ignored = ::write(pipe_fds[1], message.data(), message.size());
+                ::_exit(127);
+            }
             ::dup2(in_fd, STDIN_FILENO);
             ::dup2(out_fd, STDOUT_FILENO);
             ::dup2(pipe_fds[1], STDERR_FILENO);

@@ -56,7 +56,8 @@ int run_up(const UpCommand& command, Log& log) {
     };
     auto dirs = search_dirs();
     options.resolve = [&](const std::string& program) {
-        return manifest::find_program(program, dirs, loaded.dir).value_or(program);
+        auto found = manifest::find_program(program, dirs, loaded.dir);
+        return found ? std::filesystem::absolute(*found).lexically_normal().string() : program;
     };
     options.metrics = "127.0.0.1:0";
     Plan plan = make_plan(manifest, options);

@@ -62,4 +62,22 @@ expect_eq "archive took in what the replicas sent" "$(( $(column warm.1 OUT) + $
 expect_eq "and stored it" "$(mh-store stat --db archive --json | jq -r .messages)" "$(column archive IN)"
 expect_eq "the replicas took in what gen sent" "$(column gen OUT)" "$(( $(column warm.1 IN) + $(column warm.2 IN) ))"
 
+begin "the example channel runs in its own directory, and drains"
+mkdir example
+cp "$MH_SOURCE/examples/cold-chain.toml" example/
+(cd / && exec mh-route up "$WORK/example/cold-chain.toml" --runtime-dir "$WORK/run-example") 2> example.err &
+up=$!; BACKGROUND_PIDS+=($up)
+wait_until 30 bash -c '[ "$(mh-store stat --db example/alerts --json 2>/dev/null | jq -r .messages)" -gt 0 ] 2>/dev/null' \
+  || fail "no alert stored in example/alerts: $(tail -5 example.err)"
+mh-route status example/cold-chain.toml --runtime-dir "$WORK/run-example" --interval 0.3 > status.txt
+expect_eq "processes" "sensors check.1 check.2 archive check->alerts alerts" "$(awk 'NR > 2 { print $1 }' status.txt | paste -sd' ')"
+kill -TERM $up
+wait_pid_exit 60 $up
+expect_eq "exit code" 0 "$EXIT_CODE"
+mh-route status example/cold-chain.toml --runtime-dir "$WORK/run-example" --interval 0.05 > status.txt
+expect_eq "the archive has what the checks passed, alerts too" \
+  "$(mh-store stat --db example/archive --json | jq -r .messages)" "$(column archive IN)"
+expect_eq "the alerts store has what the edge passed" \
+  "$(mh-store stat --db example/alerts --json | jq -r .messages)" "$(column check-\>alerts OUT)"
+
 finish
