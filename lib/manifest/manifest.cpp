@@ -431,15 +431,15 @@ private:
     void load_defaults(const toml::table& table) {
         static const std::vector<std::string> allowed = {
             "runtime_dir", "bin_dir", "user", "host", "restart", "restart_delay", "restart_max_delay",
-            "drain_timeout", "drain_quiet", "base_port", "env"};
+            "drain_timeout", "drain_quiet", "base_port", "env", "keys_dir"};
         auto& d = m_manifest.defaults;
         for (auto&& [key, node] : table) {
             std::string_view name = key.str();
-            if (name == "runtime_dir" || name == "bin_dir") {
+            if (name == "runtime_dir" || name == "bin_dir" || name == "keys_dir") {
                 if (auto text = string_value(key, node, "[defaults]")) {
                     if (!text->starts_with('/'))
                         error(location_of(node), fmt::format("{} must be an absolute path", name));
-                    (name == "runtime_dir" ? d.runtime_dir : d.bin_dir) = *text;
+                    (name == "runtime_dir" ? d.runtime_dir : name == "bin_dir" ? d.bin_dir : d.keys_dir) = *text;
                 }
             } else if (name == "user") {
                 if (auto text = string_value(key, node, "[defaults]")) d.user = *text;

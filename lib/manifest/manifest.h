@@ -83,6 +83,7 @@ struct Defaults {
     std::string runtime_dir;  // "" = $XDG_RUNTIME_DIR/mh-route/NAME or /tmp/mh-route-UID/NAME
     std::string bin_dir;      // where units find the tools ("" = as found in PATH now)
     std::string user;         // units: User=; "" = DynamicUser
+    std::string keys_dir;     // units: where each host keeps its CURVE keys ("" = /etc/mh/NAME)
     int64_t drain_timeout_ns = k_default_drain_timeout_ns;
     int64_t drain_quiet_ns = k_default_drain_quiet_ns;
     uint32_t base_port = k_default_base_port;  // first tcp port of inputs that cross hosts

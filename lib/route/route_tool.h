@@ -38,6 +38,13 @@ struct UnitsCommand {
     std::string file;
     std::string host;
     std::string dir = ".";
+    std::string keys;  // a directory of HOST.pub (mh-route keys): CURVE on tcp edges
+};
+
+struct KeysCommand {
+    std::string file;
+    std::string dir = ".";
+    bool force = false;
 };
 
 // A manifest read from a file and checked, with where it came from.
@@ -64,5 +71,6 @@ int run_graph(const GraphCommand& command, Log& log);
 int run_up(const UpCommand& command, Log& log);
 int run_status(const StatusCommand& command, Log& log, const StopFlag& stop);
 int run_units(const UnitsCommand& command, Log& log);
+int run_keys(const KeysCommand& command, Log& log);
 
 }  // namespace mh::route

@@ -35,6 +35,17 @@ std::string systemd_word(std::string_view word) {
     return out;
 }
 
+// Environment= expands specifiers (%) but not variables.
+std::string systemd_env(std::string_view assignment) {
+    std::string out = "\"";
+    for (char c : assignment) {
+        if (c == '%') out += "%%";
+        else if (c == '"' || c == '\\') { out.push_back('\\'); out.push_back(c); }
+        else out.push_back(c);
+    }
+    return out + "\"";
+}
+
 std::string systemd_command(const std::vector<std::string>& argv) {
     std::string text;
     for (const auto& word : argv) text += (text.empty() ? "" : " ") + systemd_word(word);
@@ -124,6 +135,24 @@ int run_units(const UnitsCommand& command, Log& log) {
                                                   "bin_dir to where the hosts have the mh tools",
                                                   unresolved.front()));
 
+    // CURVE: every host's public key, by the address its peers connect to.
+    std::string keys_dir = manifest.defaults.keys_dir.empty() ? "/etc/mh/" + manifest.name : manifest.defaults.keys_dir;
+    std::string curve_servers;
+    if (!command.keys.empty()) {
+        if (manifest.hosts.empty())
+            throw Error(ExitCode::usage, "--keys: the manifest declares no [hosts], so no edge crosses hosts");
+        for (const auto& host : manifest.hosts) {
+            std::string path = fmt::format("{}/{}.pub", command.keys, host.name);
+            std::ifstream file(path);
+            std::string key;
+            if (!(file >> key) || key.size() != 40)
+                throw Error(ExitCode::config, fmt::format("--keys: cannot read a public key from {}: make the keys "
+                                                          "with mh-route keys {} --dir {}",
+                                                          path, command.file, command.keys));
+            curve_servers += (curve_servers.empty() ? "" : " ") + host.address + "=" + key;
+        }
+    }
+
     std::filesystem::create_directories(command.dir);
     std::string prefix = "mh-" + manifest.name;
     std::string target = prefix + ".target";
@@ -163,8 +192,14 @@ int run_units(const UnitsCommand& command, Log& log) {
         text += "StartLimitIntervalSec=0\n";
         text += "\n[Service]\nType=simple\n";
         text += "ExecStart=" + systemd_command(process.argv) + "\n";
-        for (const auto& [name, value] : process.env)
-            text += "Environment=" + systemd_word(name + "=" + value) + "\n";
+        for (const auto& [name, value] : process.env) text += "Environment=" + systemd_env(name + "=" + value) + "\n";
+        if (uses_tcp && !command.keys.empty()) {
+            // The host's key pair comes in as a credential, readable by the dynamic user only.
+            text += fmt::format("LoadCredential=curve.key:{}/{}.key\n", keys_dir, command.host);
+            text += "Environment=MH_CURVE_KEY=%d/curve.key\n";
+            text += "Environment=" + systemd_env("MH_CURVE_CLIENTS=" + keys_dir) + "\n";
+            text += "Environment=" + systemd_env("MH_CURVE_SERVERS=" + curve_servers) + "\n";
+        }
         const auto& restart = process.restart;
         text += fmt::format("Restart={}\n", restart.policy == manifest::RestartPolicy::never      ? "no"
                                             : restart.policy == manifest::RestartPolicy::always ? "always"

@@ -59,7 +59,7 @@ expect_eq "archive listens on its host's address" \
 
 unit=$(cat edge/mh-cc-hot.1.service)
 expect_contains "restart policy" $'Restart=always\nRestartSec=250ms' "$unit"
-expect_contains "environment" "Environment=TZ=UTC" "$unit"
+expect_contains "environment" 'Environment="TZ=UTC"' "$unit"
 expect_contains "starts before its writer, stops after it" "Before=mh-cc-ingest.service" "$unit"
 expect_contains "one dynamic user for the channel" $'DynamicUser=yes\nUser=mh-cc' "$unit"
 expect_contains "runtime directory for the sockets" $'RuntimeDirectory=mh/cc\nRuntimeDirectoryPreserve=yes' "$unit"

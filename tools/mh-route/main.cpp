@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
     route::UpCommand up;
     route::StatusCommand status;
     route::UnitsCommand units;
+    route::KeysCommand keys;
 
     CLI::App app{"Channels from a TOML manifest: check, draw, run and supervise, report, deploy", "mh-route"};
     app.set_version_flag("--version", cli::version_text("mh-route"));
@@ -67,7 +68,17 @@ int main(int argc, char** argv) {
     units_app->add_option("FILE", units.file, "The manifest")->required();
     units_app->add_option("--host", units.host, "The host of [hosts] to write units for")->required();
     units_app->add_option("-d,--dir", units.dir, "Where the unit files go")->capture_default_str();
+    units_app->add_option("--keys", units.keys,
+                          "A directory with every host's HOST.pub (mh-route keys): tcp edges use CURVE, and "
+                          "refuse any other key");
     add_log_level(*units_app, common);
+
+    auto* keys_app = app.add_subcommand("keys", "Make a CURVE key pair per host (HOST.key, secret; HOST.pub) for "
+                                                "the encrypted, authenticated tcp edges of units --keys");
+    keys_app->add_option("FILE", keys.file, "The manifest")->required();
+    keys_app->add_option("-d,--dir", keys.dir, "Where the keys go")->capture_default_str();
+    keys_app->add_flag("--force", keys.force, "Replace key pairs that exist");
+    add_log_level(*keys_app, common);
 
     app.footer([&app] { return all_subcommands_help(app); });
 
@@ -76,6 +87,7 @@ int main(int argc, char** argv) {
         if (*up_app) return route::run_up(up, context.log());
         if (*status_app) return route::run_status(status, context.log(), context.stop());
         if (*units_app) return route::run_units(units, context.log());
+        if (*keys_app) return route::run_keys(keys, context.log());
         return route::run_graph(graph, context.log());
     });
 }
