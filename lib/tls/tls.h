@@ -77,7 +77,8 @@ struct IoResult {
 
 enum class Role { server, client };
 
-// One TLS connection over a non-blocking socket it does not own.
+// One TLS connection over a non-blocking socket it does not own. OpenSSL writes with
+// write(2): the process must ignore SIGPIPE (cli::run_main does) to see a hang-up as an error.
 class Session {
 public:
     Session(const Context& context, int fd, Role role, const std::string& server_name = {});
