@@ -3,12 +3,15 @@
 #include "core/error.h"
 
 #include <fmt/format.h>
+#include <capnp/serialize.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace mh::endpoint {
 
@@ -304,6 +307,79 @@ std::optional<std::vector<std::byte>> NativeClient::wait_command(int timeout_ms)
     auto command = std::move(m_commands.front());
     m_commands.erase(m_commands.begin());
     return command;
+}
+
+}  // namespace mh::endpoint
+
+namespace mh::endpoint {
+
+std::pair<bool, HostPort> parse_connect_url(std::string_view url) {
+    bool tls;
+    if (url.starts_with("tls://")) tls = true;
+    else if (url.starts_with("tcp://")) tls = false;
+    else
+        throw Error(ExitCode::usage, fmt::format("--connect '{}': expected tls://HOST:PORT (or tcp://HOST:PORT for "
+                                                 "an endpoint with --insecure-loopback)", url));
+    return {tls, parse_host_port(url.substr(6), "--connect")};
+}
+
+std::map<std::string, std::string> read_token_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw Error(ExitCode::config, fmt::format("cannot read the token file '{}'", path));
+    std::map<std::string, std::string> tokens;
+    std::string line;
+    for (int number = 1; std::getline(in, line); ++number) {
+        std::istringstream words(line);
+        std::string gateway, token;
+        if (!(words >> gateway) || gateway.starts_with('#')) continue;
+        if (!(words >> token))
+            throw Error(ExitCode::config, fmt::format("{}:{}: expected GATEWAY TOKEN", path, number));
+        tokens[gateway] = token;
+    }
+    return tokens;
+}
+
+GatewaysSink::GatewaysSink(const GatewayLinks& links) : m_links(links) {
+    std::tie(m_tls, m_address) = parse_connect_url(links.address);
+    if (m_tls) m_context = tls::Context::client({links.ca_file, links.cert_file, links.key_file});
+}
+
+NativeClient& GatewaysSink::client(std::string_view gateway) {
+    if (m_last && gateway == m_last_gateway) return *m_last;
+    auto it = m_clients.find(gateway);
+    if (it == m_clients.end()) {
+        std::string token;
+        if (auto t = m_links.tokens.find(std::string(gateway)); t != m_links.tokens.end()) token = t->second;
+        else if (m_links.cert_file.empty())
+            throw Error(ExitCode::usage, fmt::format("no token for gateway '{}' (give --token {}=TOKEN, --tokens FILE "
+                                                     "or a client certificate)", gateway, gateway));
+        it = m_clients.emplace(std::string(gateway),
+                               std::make_unique<NativeClient>(m_address, m_context, std::string(gateway), token))
+                 .first;
+    }
+    m_last_gateway = gateway;
+    m_last = it->second.get();
+    return *m_last;
+}
+
+void GatewaysSink::write(const wire::Frame& frame) {
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count));
+    auto gateway = reader.getRoot<schema::Message>().getGateway();
+    client(std::string_view(gateway.cStr(), gateway.size())).send(frame);
+}
+
+void GatewaysSink::flush() {
+    for (auto& [gateway, client] : m_clients) client->flush();
+}
+
+Ack GatewaysSink::finish(int timeout_ms) {
+    Ack total;
+    for (auto& [gateway, client] : m_clients) {
+        Ack ack = client->wait_ack(client->sent(), timeout_ms);
+        total.handled += ack.handled;
+        total.refused += ack.refused;
+    }
+    return total;
 }
 
 }  // namespace mh::endpoint

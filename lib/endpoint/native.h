@@ -21,6 +21,7 @@
 #include "wire/frame.h"
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -102,6 +103,39 @@ private:
     bool m_welcomed = false;
     std::string m_refusal;
     std::vector<std::vector<std::byte>> m_commands;
+};
+
+// Frames to an endpoint as the gateways they name: one native connection per gateway
+// (the message's `gateway` field picks it), opened on first use. For mh-gen --connect.
+struct GatewayLinks {
+    std::string address;                         // tls://HOST:PORT, or tcp://HOST:PORT (plaintext)
+    std::string ca_file, cert_file, key_file;   // TLS trust and the optional client certificate
+    std::map<std::string, std::string> tokens;  // gateway -> token; none: the certificate logs in
+};
+
+// "tls://127.0.0.1:7001" -> TLS and the address; "tcp://..." -> plaintext. Throws Error(usage).
+std::pair<bool, HostPort> parse_connect_url(std::string_view url);
+
+// Reads "GATEWAY TOKEN" lines (blank lines and # comments skipped). Throws Error(config).
+std::map<std::string, std::string> read_token_file(const std::string& path);
+
+class GatewaysSink final : public wire::FrameSink {
+public:
+    explicit GatewaysSink(const GatewayLinks& links);
+    void write(const wire::Frame& frame) override;
+    void flush() override;
+    // Waits for the acknowledgement of everything sent; returns the totals.
+    Ack finish(int timeout_ms = 60'000);
+
+private:
+    NativeClient& client(std::string_view gateway);
+    GatewayLinks m_links;
+    bool m_tls;
+    HostPort m_address;
+    std::shared_ptr<tls::Context> m_context;
+    std::map<std::string, std::unique_ptr<NativeClient>, std::less<>> m_clients;
+    std::string m_last_gateway;
+    NativeClient* m_last = nullptr;
 };
 
 }  // namespace mh::endpoint
