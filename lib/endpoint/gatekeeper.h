@@ -14,7 +14,9 @@ namespace mh::endpoint {
 
 struct Quota {
     double messages_per_second = 0;  // 0 = unlimited
+    double burst_messages = 0;       // bucket size; 0 = one second's worth
     double bytes_per_second = 0;     // 0 = unlimited
+    double burst_bytes = 0;          // bucket size; 0 = one second's worth
     uint32_t max_connections = 0;    // 0 = the endpoint's per-gateway default
 };
 

@@ -231,10 +231,13 @@ void Server::set_gatekeeper(const Gatekeeper& gatekeeper) {
 
 void Server::configure(GatewayState& state) {
     Quota quota = m_gatekeeper->quota(state.id);
-    // A second's worth of burst: short spikes pass, sustained excess does not.
-    state.messages.configure(quota.messages_per_second, quota.messages_per_second, m_wall_ns);
-    state.bytes.configure(quota.bytes_per_second, std::max<double>(quota.bytes_per_second, m_options.max_message_bytes),
-                          m_wall_ns);
+    // By default a second's worth of burst: short spikes pass, sustained excess does not.
+    // The byte bucket always holds one largest message, or that message could never pass.
+    double burst_messages = quota.burst_messages > 0 ? quota.burst_messages : quota.messages_per_second;
+    double burst_bytes = quota.burst_bytes > 0 ? quota.burst_bytes : quota.bytes_per_second;
+    state.messages.configure(quota.messages_per_second, burst_messages, m_wall_ns);
+    state.bytes.configure(quota.bytes_per_second,
+                          std::max<double>(burst_bytes, static_cast<double>(m_options.max_message_bytes)), m_wall_ns);
     state.may_publish.clear();
 }
 

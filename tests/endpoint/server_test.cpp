@@ -242,7 +242,7 @@ TEST_F(ServerTest, OversizedFramesAreRefusedBeforeTheyArrive) {
 }
 
 TEST_F(ServerTest, QuotaRefusesTheExcess) {
-    gatekeeper.quotas["gw-01"] = Quota{10, 0, 0};
+    gatekeeper.quotas["gw-01"] = Quota{10, 10, 0, 0, 0};
     start();
     NativeClient client(address, client_tls(), "gw-01", "secret-gw-01");
     auto m = message("sensor-100");
