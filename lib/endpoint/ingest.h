@@ -13,12 +13,26 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+namespace mh::mqtt {
+class SessionState;
+}
+
 namespace mh::endpoint {
+
+class MqttGatewaySession;
+
+// What a gateway's MQTT clients keep across connections (clean session 0).
+struct MqttSlot {
+    std::shared_ptr<mqtt::SessionState> state;
+    MqttGatewaySession* owner = nullptr;  // the connection using it now
+};
 
 constexpr size_t k_source_cache_entries = 4096;  // per gateway: answers of may_publish kept
 
@@ -31,6 +45,7 @@ struct GatewayState {
     uint32_t connections = 0;
     std::unordered_map<std::string, bool> may_publish;  // cache, cleared on reload
     std::deque<std::vector<std::byte>> commands;       // frames waiting for delivery
+    std::map<std::string, MqttSlot> mqtt_sessions;     // persistent MQTT sessions by client id
 };
 
 enum class Verdict { accepted, malformed, source, quota, oversized };

@@ -1,6 +1,7 @@
 #include "endpoint/server.h"
 
 #include "core/error.h"
+#include "endpoint/mqtt_gateway.h"
 #include "endpoint/native.h"
 #include "message/time.h"
 #include "wire/frame.h"
@@ -253,7 +254,7 @@ GatewayState& Server::gateway_state(const std::string& id) {
 std::unique_ptr<Session> Server::make_session(Connection& c) {
     switch (c.m_protocol) {
         case Protocol::native: return std::make_unique<NativeSession>(c);
-        case Protocol::mqtt:
+        case Protocol::mqtt: return std::make_unique<MqttGatewaySession>(c, m_options.handshake_timeout_ns);
         case Protocol::https: break;
     }
     return nullptr;
