@@ -174,7 +174,8 @@ ParseStatus RequestParser::parse_head(Request& request) {
     // Find the empty line that ends the head, scanning only what is new, within the limits.
     auto request_line = line_at(text, m_start);
     if (!request_line) {
-        if (text.size() - m_start > m_limits.max_request_line_bytes)
+        // Its '\r' may be buffered already: more than the limit plus one is too long for sure.
+        if (text.size() - m_start > m_limits.max_request_line_bytes + 1)
             return fail(414, "request line too long");
         return ParseStatus::need_more;
     }
@@ -338,7 +339,8 @@ ParseStatus RequestParser::parse_body(Request& request) {
         if (m_phase == Phase::chunk_size) {
             auto line = line_at(text, m_cursor);
             if (!line) {
-                if (text.size() - m_cursor > k_max_chunk_line_bytes) return fail(400, "chunk size line too long");
+                if (text.size() - m_cursor > k_max_chunk_line_bytes + 1)  // '\r' included
+                    return fail(400, "chunk size line too long");
                 return ParseStatus::need_more;
             }
             if (line->text.size() > k_max_chunk_line_bytes) return fail(400, "chunk size line too long");

@@ -195,6 +195,9 @@ TEST(Request, Limits) {
     // A long request line is refused before its end arrives.
     EXPECT_EQ(error_status("GET /" + std::string(100, 'a'), limits), 414);
     EXPECT_EQ(error_status("GET /" + std::string(100, 'a') + " HTTP/1.1\r\n", limits), 414);
+    // A line of exactly the limit passes, also when its '\r' comes before its '\n'.
+    std::string at_limit = "GET /" + std::string(50, 'a') + " HTTP/1.1\r\nHost: h\r\n\r\n";
+    EXPECT_FALSE(parse(at_limit, 1, limits).error);
     // Too many headers, too many header bytes (also before the head ends).
     std::string many = "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
     EXPECT_EQ(error_status(many, limits), 431);
