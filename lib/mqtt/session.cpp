@@ -187,7 +187,10 @@ void ServerSession::handle_publish(const Publish& publish) {
         if (!pending) encode(m_output, Pubrec{publish.packet_id});
         return;
     }
-    if (publish.qos != QoS::at_most_once && m_pending_acks.size() >= m_options.max_pending_acks)
+    // Both bounded: a client that never acknowledges (or never releases QoS 2 messages)
+    // cannot grow them, nor the searches over them.
+    if (publish.qos != QoS::at_most_once && (m_pending_acks.size() >= m_options.max_pending_acks ||
+                                             awaiting.size() >= m_options.max_pending_acks))
         return fail(CloseCause::too_many_pending);
 
     PublishOutcome outcome = m_handler.on_publish(publish);

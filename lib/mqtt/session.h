@@ -13,6 +13,10 @@
 //   once session.closed() and output() is empty (flushed): close the socket.
 //   commands:     session.deliver("commands/gw-1", payload, mqtt::QoS::at_least_once, tag);
 //
+// output() grows while the client does not read (acknowledgements, PINGRESPs, commands):
+// stop reading the socket (calling receive()) while it is above a bound of the caller's, so
+// that a client which never reads cannot make the server buffer without limit.
+//
 // What it does:
 // - CONNECT must come first (anything else closes the connection), within
 //   options.connect_timeout, and no larger than options.max_connect_bytes. MQTT 5 and 3.1
@@ -59,7 +63,8 @@ struct SessionOptions {
     uint16_t max_inflight = 32;        // QoS 1 deliveries sent and not yet acknowledged
     size_t max_queued = 1000;          // deliveries waiting for room in the in-flight window
     size_t max_subscriptions = 64;     // filters per session; more are refused in the SUBACK
-    size_t max_pending_acks = 1024;    // publishes accepted but not yet acknowledged (deferred)
+    size_t max_pending_acks = 1024;    // deferred publishes not yet acknowledged, and QoS 2
+                                       // messages not yet released (PUBREL), each
     size_t max_client_id_bytes = 256;  // longer ids get CONNACK "identifier rejected"
 };
 

@@ -332,6 +332,17 @@ TEST(Session, RefusedAndTooManyPending) {
             client.send(Publish{"telemetry/a", "1", QoS::at_least_once, false, false, id});
         EXPECT_EQ(client.session.close_cause(), CloseCause::too_many_pending);
     }
+    {
+        SessionOptions options;
+        options.max_pending_acks = 2;
+        Client client(gate, options);
+        client.connect();
+        gate.outcome = PublishOutcome::accepted;
+        for (uint16_t id = 1; id <= 3; ++id)  // QoS 2, never released
+            client.send(Publish{"telemetry/a", "1", QoS::exactly_once, false, false, id});
+        EXPECT_EQ(client.replies().size(), 2u);  // two PUBRECs, then the end
+        EXPECT_EQ(client.session.close_cause(), CloseCause::too_many_pending);
+    }
 }
 
 TEST(Session, Qos2IsPassedOnOnce) {
