@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 namespace mh::endpoint {
 
@@ -33,6 +34,7 @@ bool TokenBucket::take(double tokens, int64_t now_ns) {
 
 double TokenBucket::wait_seconds(double tokens, int64_t now_ns) const {
     if (m_rate <= 0) return 0;
+    if (tokens > m_burst) return std::numeric_limits<double>::infinity();
     double have = std::min(m_burst, m_tokens + m_rate * static_cast<double>(std::max<int64_t>(0, now_ns - m_last_ns)) / 1e9);
     return have >= tokens ? 0 : (std::min(tokens, m_burst) - have) / m_rate;
 }

@@ -18,7 +18,8 @@ public:
     void configure(double rate, double burst, int64_t now_ns);
     // Takes `tokens` when that many are there (all or nothing).
     bool take(double tokens, int64_t now_ns);
-    // Seconds until `tokens` will be there (0 when now), for Retry-After.
+    // Seconds until `tokens` will be there (0 when now), for Retry-After; infinity when
+    // `tokens` is more than the bucket holds.
     double wait_seconds(double tokens, int64_t now_ns) const;
     bool limited() const { return m_rate > 0; }
 

@@ -1,6 +1,7 @@
 #include "endpoint/server.h"
 
 #include "core/error.h"
+#include "endpoint/http_gateway.h"
 #include "endpoint/mqtt_gateway.h"
 #include "endpoint/native.h"
 #include "message/time.h"
@@ -123,6 +124,16 @@ bool Connection::finish_login(const Login& login) {
 bool Connection::login_token(std::string_view gateway, std::string_view token) {
     return finish_login(m_server.m_gatekeeper->check_token(gateway, token, m_server.m_wall_ns));
 }
+
+bool Connection::verify_token(std::string_view token) {
+    Login login = m_server.m_gatekeeper->check_token("", token, m_server.m_wall_ns);
+    if (login.gateway && m_gateway && *login.gateway == m_gateway->id) return true;
+    refuse(reason::auth, login.gateway ? fmt::format("a token of {} on a connection of {}", *login.gateway, who())
+                                       : fmt::format("login from {} refused: {}", m_peer, login.refusal));
+    return false;
+}
+
+void Connection::count_delivered(uint64_t commands) { m_server.m_commands_delivered.add(commands); }
 
 Verdict Connection::ingest_frame(const wire::Frame& frame, Overrides overrides) {
     Verdict verdict = m_server.m_ingest.frame(*m_gateway, frame, m_server.m_wall_ns, overrides);
@@ -255,7 +266,7 @@ std::unique_ptr<Session> Server::make_session(Connection& c) {
     switch (c.m_protocol) {
         case Protocol::native: return std::make_unique<NativeSession>(c);
         case Protocol::mqtt: return std::make_unique<MqttGatewaySession>(c, m_options.handshake_timeout_ns);
-        case Protocol::https: break;
+        case Protocol::https: return std::make_unique<HttpGatewaySession>(c);
     }
     return nullptr;
 }

@@ -89,6 +89,9 @@ public:
 
     // Log in: refusals are counted and logged; false when refused (the session closes).
     bool login_token(std::string_view gateway, std::string_view token);
+    // Whether `token` proves this connection's gateway (refusals counted); after a login.
+    bool verify_token(std::string_view token);
+    void count_delivered(uint64_t commands);
     // The gateway proven by the client certificate, if one was presented.
     GatewayState* gateway() const { return m_gateway; }
     bool has_certificate() const { return m_certificate.has_value(); }
