@@ -205,6 +205,7 @@ Server::Server(const ServerOptions& options, std::shared_ptr<tls::Context> tls, 
                                         "Commands kept for a gateway that was not connected")) {
     if (!m_tls && !m_options.insecure_loopback)
         throw Error(ExitCode::usage, "TLS needs --cert and --key (plaintext only with --insecure-loopback)");
+    m_scratch = std::make_unique<capnp::word[]>(k_read_chunk_bytes / sizeof(capnp::word));
     m_epoll = epoll_create1(EPOLL_CLOEXEC);
     if (m_epoll < 0) throw Error(ExitCode::software, errno_text("epoll_create1", errno));
     auto add_listener = [&](Protocol protocol, const std::optional<HostPort>& address) {
@@ -370,17 +371,14 @@ void Server::read_some(Connection& c) {
             }
             return;
         }
-        // Room for a chunk, in aligned storage.
-        if (c.m_in_capacity - c.m_in_size < k_read_chunk_bytes) {
-            size_t want = std::max(c.m_in_capacity * 2, c.m_in_size + k_read_chunk_bytes);
-            want = (want + sizeof(capnp::word) - 1) / sizeof(capnp::word) * sizeof(capnp::word);
-            auto grown = std::make_unique<capnp::word[]>(want / sizeof(capnp::word));
-            if (c.m_in_size) std::memcpy(grown.get(), c.m_in.get(), c.m_in_size);
-            c.m_in = std::move(grown);
-            c.m_in_capacity = want;
-        }
-        std::span<std::byte> space(reinterpret_cast<std::byte*>(c.m_in.get()) + c.m_in_size,
-                                   std::min(k_read_chunk_bytes, c.m_in_capacity - c.m_in_size));
+        // With nothing held back, read into the shared scratch buffer: a connection keeps
+        // input storage only while it holds part of a message (idle ones hold none).
+        bool scratch = c.m_in_size == 0;
+        if (!scratch && c.m_in_capacity - c.m_in_size < k_read_chunk_bytes) reserve_input(c, c.m_in_size + k_read_chunk_bytes);
+        std::span<std::byte> space =
+            scratch ? std::span<std::byte>(reinterpret_cast<std::byte*>(m_scratch.get()), k_read_chunk_bytes)
+                    : std::span<std::byte>(reinterpret_cast<std::byte*>(c.m_in.get()) + c.m_in_size,
+                                           std::min(k_read_chunk_bytes, c.m_in_capacity - c.m_in_size));
         tls::IoResult result;
         if (c.m_tls) {
             result = c.m_tls->read(space);
@@ -393,10 +391,14 @@ void Server::read_some(Connection& c) {
         }
         switch (result.status) {
             case tls::Io::done:
-                c.m_in_size += result.bytes;
                 budget -= std::min(budget, result.bytes);
                 c.m_last_activity_ns = m_mono_ns;
-                process_input(c);
+                if (scratch) {
+                    process_scratch(c, result.bytes);
+                } else {
+                    c.m_in_size += result.bytes;
+                    process_input(c);
+                }
                 if (c.m_in_size > limit) {
                     c.refuse(reason::oversized, fmt::format("more than {} bytes without a complete message",
                                                             m_options.max_message_bytes));
@@ -416,6 +418,34 @@ void Server::read_some(Connection& c) {
                 c.close("TLS error");
                 return;
         }
+    }
+}
+
+void Server::reserve_input(Connection& c, size_t bytes) {
+    if (c.m_in_capacity >= bytes) return;
+    size_t want = std::max(c.m_in_capacity * 2, bytes);
+    want = (want + sizeof(capnp::word) - 1) / sizeof(capnp::word) * sizeof(capnp::word);
+    auto grown = std::make_unique<capnp::word[]>(want / sizeof(capnp::word));
+    if (c.m_in_size) std::memcpy(grown.get(), c.m_in.get(), c.m_in_size);
+    c.m_in = std::move(grown);
+    c.m_in_capacity = want;
+}
+
+void Server::process_scratch(Connection& c, size_t bytes) {
+    auto* base = reinterpret_cast<const std::byte*>(m_scratch.get());
+    size_t at = 0;
+    // In place while what is left starts word aligned (frames are whole words; a hello
+    // line or an HTTP head is not, and what follows it moves to aligned storage).
+    while (at < bytes && !c.m_closing && at % sizeof(capnp::word) == 0) {
+        size_t used = c.m_session->receive(std::span<const std::byte>(base + at, bytes - at));
+        if (used == 0) break;
+        at += std::min(used, bytes - at);
+    }
+    if (at < bytes && !c.m_closing) {
+        reserve_input(c, bytes - at);
+        std::memcpy(c.m_in.get(), base + at, bytes - at);
+        c.m_in_size = bytes - at;
+        process_input(c);
     }
 }
 
@@ -522,7 +552,7 @@ void Server::tick() {
             continue;
         }
         if (c.m_session && logged_in) c.m_session->tick(m_mono_ns);
-        // Idle connections give their input buffer back: thousands of them add up.
+        // Connections that held part of a message give their input buffer back once idle.
         if (c.m_in_size == 0 && c.m_in_capacity > 0 && m_mono_ns - c.m_last_activity_ns > k_tick_ns) {
             c.m_in.reset();
             c.m_in_capacity = 0;

@@ -179,6 +179,8 @@ private:
     void handshake(Connection& c);
     void read_some(Connection& c);
     void process_input(Connection& c);
+    void process_scratch(Connection& c, size_t bytes);
+    void reserve_input(Connection& c, size_t bytes);
     void write_out(Connection& c);
     void update_events(Connection& c);
     void close_now(Connection& c, std::string_view why);
@@ -203,6 +205,7 @@ private:
     metrics::Counter& m_accepted_connections;
     metrics::Counter& m_commands_delivered;
     metrics::Counter& m_commands_queued;
+    std::unique_ptr<capnp::word[]> m_scratch;  // reads land here first
     int m_epoll = -1;
     std::vector<ListenerEntry> m_listeners;
     std::map<Protocol, std::string> m_bound;

@@ -77,7 +77,9 @@ std::shared_ptr<Context> Context::server(const ServerConfig& config) {
         SSL_CTX_set_verify(ctx, mode, nullptr);
     }
     // Session resumption through tickets: reconnecting gateways skip the full handshake.
+    // Tickets are stateless: no server-side cache, which would hold memory per connection.
     SSL_CTX_set_session_id_context(ctx, reinterpret_cast<const unsigned char*>("mh"), 2);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     return context;
 }
 
