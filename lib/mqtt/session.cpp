@@ -61,7 +61,7 @@ void ServerSession::consume_output(size_t bytes) {
     if (m_output_start == m_output.size()) {
         m_output.clear();
         m_output_start = 0;
-        if (m_output.capacity() > 64 * 1024) m_output.shrink_to_fit();
+        if (m_output.capacity() > k_idle_buffer_bytes) m_output.shrink_to_fit();
     } else if (m_output_start > 64 * 1024 && m_output_start > m_output.size() / 2) {
         m_output.erase(0, m_output_start);
         m_output_start = 0;
