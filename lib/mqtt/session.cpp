@@ -23,6 +23,7 @@ const char* describe(CloseCause cause) {
         case CloseCause::over_quota: return "over quota";
         case CloseCause::too_many_pending: return "too many unacknowledged publishes";
         case CloseCause::server_close: return "closed by the server";
+        case CloseCause::taken_over: return "taken over by a newer connection";
     }
     return "closed";
 }
