@@ -9,6 +9,7 @@ namespace {
 
 constexpr size_t k_max_chunk_line_bytes = 1024;  // chunk size and extensions
 constexpr size_t k_max_chunk_size_digits = 15;   // 2^60: beyond any body limit
+constexpr size_t k_idle_buffer_bytes = 4 * 1024; // capacity kept between requests
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -126,7 +127,6 @@ void RequestParser::feed(std::string_view bytes) {
         m_buffer.erase(0, m_start);
         m_cursor -= m_start;
         m_start = 0;
-        if (m_buffer.empty() && m_buffer.capacity() > 64 * 1024) m_buffer.shrink_to_fit();
     }
     m_buffer.append(bytes);
 }
@@ -141,6 +141,13 @@ ParseStatus RequestParser::next(Request& request) {
     if (m_phase == Phase::done) {
         // The previous request was returned: start on the next one, pipelined or not.
         m_start = m_cursor;
+        if (m_start == m_buffer.size()) {
+            // Nothing of a next request yet: an idle keep-alive connection keeps little.
+            m_buffer.clear();
+            m_start = m_cursor = 0;
+            if (m_buffer.capacity() > k_idle_buffer_bytes) m_buffer.shrink_to_fit();
+            if (m_body.capacity() > k_idle_buffer_bytes) m_body = std::string();
+        }
         m_phase = Phase::start;
         m_headers_reported = false;
         m_body.clear();

@@ -84,6 +84,7 @@ enum class CloseCause {
     over_quota,           // on_publish() said PublishOutcome::over_quota
     too_many_pending,     // more than max_pending_acks deferred publishes
     server_close,         // the caller's close()
+    taken_over,           // the caller's close() for a newer connection with the same client id
 };
 
 const char* describe(CloseCause cause);
@@ -96,8 +97,8 @@ struct Subscription {
 // What a persistent session keeps between connections (MQTT 3.1.1 section 4.1). The
 // caller keeps one per client id (std::make_shared<SessionState>()) and hands it back from
 // authenticate() when the client reconnects with clean_session = 0. Only one connection
-// may use a state at a time: close the older ServerSession (a takeover) before returning
-// the state for a new one. Not thread-safe, like the session.
+// may use a state at a time: close the older ServerSession (close(CloseCause::taken_over),
+// as [MQTT-3.1.4-2] asks) before returning the state for a new one. Not thread-safe, like the session.
 class SessionState {
 public:
     const std::vector<Subscription>& subscriptions() const { return m_subscriptions; }

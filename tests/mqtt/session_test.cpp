@@ -519,3 +519,20 @@ TEST(Session, OutputIsConsumedPiecewise) {
     client.session.consume_output(3);
     EXPECT_TRUE(client.session.output().empty());
 }
+
+TEST(Session, TakeoverByANewerConnection) {
+    Gate gate;
+    Client first(gate);
+    first.connect("gw-t", false);
+    first.send(Subscribe{1, {{"commands/gw/#", QoS::at_least_once}}});
+    first.replies();
+    // The caller sees a second CONNECT for the same client id: the older session goes first.
+    first.session.close(CloseCause::taken_over);
+    EXPECT_EQ(gate.disconnects.back(), CloseCause::taken_over);
+    EXPECT_STREQ(describe(CloseCause::taken_over), "taken over by a newer connection");
+    Client second(gate);
+    second.connect("gw-t", false);
+    EXPECT_TRUE(gate.session_present);
+    EXPECT_EQ(second.session.deliver("commands/gw/x", "1", QoS::at_least_once), DeliverResult::sent);
+    EXPECT_EQ(first.session.deliver("commands/gw/x", "1", QoS::at_least_once), DeliverResult::not_connected);
+}
