@@ -80,7 +80,7 @@ void MqttGatewaySession::tick(int64_t) {
 }
 
 void MqttGatewaySession::take_over() {
-    m_session.close(mqtt::CloseCause::server_close);
+    m_session.close(mqtt::CloseCause::taken_over);
     m_slot_key.clear();
     pump();
 }
