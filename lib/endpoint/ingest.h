@@ -36,6 +36,12 @@ struct MqttSlot {
 
 constexpr size_t k_source_cache_entries = 4096;  // per gateway: answers of may_publish kept
 
+// Lets the source cache be searched with a string_view, without building a string per message.
+struct TextHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+};
+
 // One gateway's state shared by all its connections: quota buckets, connection count,
 // commands waiting for it.
 struct GatewayState {
@@ -43,7 +49,7 @@ struct GatewayState {
     TokenBucket messages;
     TokenBucket bytes;
     uint32_t connections = 0;
-    std::unordered_map<std::string, bool> may_publish;  // cache, cleared on reload
+    std::unordered_map<std::string, bool, TextHash, std::equal_to<>> may_publish;  // cache, cleared on reload
     std::deque<std::vector<std::byte>> commands;       // frames waiting for delivery
     std::map<std::string, MqttSlot> mqtt_sessions;     // persistent MQTT sessions by client id
 };
@@ -70,8 +76,10 @@ public:
     Ingest(wire::FrameSink& sink, const Gatekeeper& gatekeeper, wire::FrameLimits limits,
            metrics::Registry& registry, uint64_t seed);
 
-    // `frame` must be word aligned. `now_ns` is wall-clock time.
-    Verdict frame(GatewayState& gateway, const wire::Frame& frame, int64_t now_ns, Overrides overrides = {});
+    // `frame` must be word aligned. `now_ns` is wall-clock time. Frames from outside are
+    // checked pointer by pointer first; `checked` says this one was made here (from JSON).
+    Verdict frame(GatewayState& gateway, const wire::Frame& frame, int64_t now_ns, Overrides overrides = {},
+                  bool checked = false);
     // One JSON object (lib/json's mapping).
     Verdict json(GatewayState& gateway, std::string_view text, int64_t now_ns, Overrides overrides = {},
                  std::string* error = nullptr);
