@@ -222,7 +222,8 @@ Server::Server(const ServerOptions& options, std::shared_ptr<tls::Context> tls, 
         event.data.u64 = id;
         epoll_ctl(m_epoll, EPOLL_CTL_ADD, listener.fd, &event);
         m_bound[protocol] = listener.bound;
-        m_log.info("listening on {} {}{}", protocol_name(protocol), listener.bound, m_tls ? "" : " (plaintext)");
+        if (!m_tls) m_log.warn("{} is plaintext (--insecure-loopback): for tests and demos only", protocol_name(protocol));
+        m_log.info("listening on {} {}", protocol_name(protocol), listener.bound);
     };
     add_listener(Protocol::native, m_options.native);
     add_listener(Protocol::mqtt, m_options.mqtt);

@@ -127,6 +127,23 @@ mh-gen --sources 10 --count 10 --connect "tls://127.0.0.1:$port" --ca ca/ca.crt 
   > /dev/null 2> gen.err; code=$?
 expect_eq "gw-03's token does not log in as gw-01" 69 "$code"
 
+begin "plaintext only on loopback, and only when asked"
+mh-endpoint --registry registry.toml --native 127.0.0.1:0 2> no-tls.err; code=$?
+expect_eq "no certificate, no --insecure-loopback" 64 "$code"
+mh-endpoint --registry registry.toml --insecure-loopback --native 0.0.0.0:0 2> open.err; code=$?
+expect_eq "plaintext off loopback" 64 "$code"
+expect_contains "says why" "127.0.0.1 only" "$(cat open.err)"
+mh-endpoint --registry registry.toml --insecure-loopback --native 127.0.0.1:0 --out plain.frames 2> plain.log &
+PLAIN=$!
+BACKGROUND_PIDS+=("$PLAIN")
+plain_port=$(wait_log_port 20 plain.log 'listening on native')
+expect_contains "says so" "native is plaintext" "$(cat plain.log)"
+mh-gen --sources 10 --count 100 --connect "tcp://127.0.0.1:$plain_port" --token "gw-01=$token1" 2> gen.err; code=$?
+expect_eq "exit code" 0 "$code"
+expect_eq "messages" 100 "$(mh-cat --to json < plain.frames | wc -l)"
+kill -TERM "$PLAIN"
+wait_pid_exit 20 "$PLAIN"
+
 begin "SIGTERM: exit 0"
 kill -TERM "$ENDPOINT"
 wait_pid_exit 20 "$ENDPOINT"
