@@ -19,6 +19,8 @@ constexpr std::string_view k_alert_kind = "alert";
 constexpr int64_t k_max_abs_time_ns = int64_t{1} << 62;
 // Silence is checked whenever the watermark has moved this share of the shortest duration.
 constexpr int64_t k_silence_checks_per_duration = 10;
+// Two equal readings far apart (around a silence) are a coincidence, not a stuck sensor.
+constexpr uint64_t k_stuck_min_reports = 3;
 
 // Key bytes: a type tag per --by key, then the value.
 enum KeyTag : uint8_t { tag_missing = 0, tag_text = 1, tag_int = 2, tag_float = 3, tag_bool = 4 };
@@ -220,7 +222,7 @@ struct Aggregator::Pane {
 };
 
 struct Aggregator::Detector {
-    // zscore
+    // zscore: values seen; stuck: reports of the current value
     uint64_t n = 0;
     double mean = 0, variance = 0, m2 = 0;
     // stuck
@@ -923,8 +925,10 @@ void Aggregator::run_detectors(uint32_t g, int64_t time, int64_t now_ns) {
                 if (state.value.type == expr::Type::missing || !state.value.equals(v)) {
                     state.value.set(v);
                     state.since = time;
+                    state.n = 1;
                     state.alerted = false;
-                } else if (!state.alerted && time - state.since >= rule.duration_ns) {
+                } else if (++state.n >= k_stuck_min_reports && !state.alerted &&
+                           time - state.since >= rule.duration_ns) {
                     state.alerted = true;
                     emit_alert(g, rule, time, now_ns, static_cast<double>(time - state.since) / 1e9,
                                "duration", &v, state.since);
