@@ -646,6 +646,7 @@ Disposition Aggregator::process(const wire::Frame& frame, int64_t now_ns) {
     auto message = reader.getRoot<schema::Message>();
     if (message.getControl().isBarrier()) {
         ++m_stats.barriers;
+        m_stats.last_barrier = message.getControl().getBarrier().getNumber();
         return Disposition::barrier;
     }
     ++m_stats.messages;
@@ -1030,6 +1031,186 @@ void Aggregator::emit_alert(uint32_t g, const DetectSpec& rule, int64_t time, in
     }
     finish_frame();
     ++m_stats.alerts;
+}
+
+// ---- state ----
+//
+// Layout (little endian): magic, the fingerprint, clocks, then each group from the least
+// to the most recently seen (so the LRU order comes back): key, last time, detectors,
+// open panes with their accumulators. Every length is checked against what remains.
+
+namespace {
+
+constexpr uint64_t k_state_magic = 0x3147474148'4d00ULL;  // "\0MHAGG1"
+constexpr size_t k_max_state_text = 1 << 20;
+
+void put_value(std::string& out, const expr::Value& v) {
+    put_u64(out, static_cast<uint64_t>(v.type));
+    put_u64(out, static_cast<uint64_t>(v.integer));
+    put_f64(out, v.floating);
+    put_u64(out, v.boolean ? 1 : 0);
+}
+bool get_value(std::span<const std::byte>& in, expr::Value& v) {
+    uint64_t type, integer, boolean;
+    if (!get_u64(in, type) || !get_u64(in, integer) || !get_f64(in, v.floating) || !get_u64(in, boolean))
+        return false;
+    if (type > static_cast<uint64_t>(expr::Type::text) || type == static_cast<uint64_t>(expr::Type::text))
+        return false;  // min and max are numbers; text has no place here
+    v.type = static_cast<expr::Type>(type);
+    v.integer = static_cast<int64_t>(integer);
+    v.boolean = boolean != 0;
+    return true;
+}
+void put_held(std::string& out, const Held& h) {
+    put_value(out, expr::Value{h.type == expr::Type::text ? expr::Type::missing : h.type, h.boolean,
+                               h.integer, h.floating, {}});
+    put_u64(out, h.type == expr::Type::text ? 1 : 0);
+    put_bytes(out, h.type == expr::Type::text ? std::string_view(h.text) : std::string_view());
+}
+bool get_held(std::span<const std::byte>& in, Held& h) {
+    expr::Value v;
+    uint64_t is_text;
+    if (!get_value(in, v) || !get_u64(in, is_text) || is_text > 1 || !get_bytes(in, h.text, k_max_state_text))
+        return false;
+    h.type = is_text ? expr::Type::text : v.type;
+    h.boolean = v.boolean;
+    h.integer = v.integer;
+    h.floating = v.floating;
+    return true;
+}
+
+}  // namespace
+
+void Aggregator::save(std::string& out) const {
+    out.clear();
+    put_u64(out, k_state_magic);
+    put_u64(out, fingerprint());
+    put_u64(out, static_cast<uint64_t>(m_max_time));
+    put_u64(out, static_cast<uint64_t>(m_watermark));
+    put_u64(out, static_cast<uint64_t>(m_silence_checked));
+    put_u64(out, m_seq);
+    put_u64(out, groups());
+    for (uint32_t g = m_lru_tail; g != UINT32_MAX; g = m_groups[g]->prev) {
+        const Group& group = *m_groups[g];
+        put_bytes(out, group.key);
+        put_u64(out, static_cast<uint64_t>(group.last_time));
+        for (const Detector& d : group.detectors) {
+            put_u64(out, d.n);
+            put_f64(out, d.mean);
+            put_f64(out, d.variance);
+            put_f64(out, d.m2);
+            put_held(out, d.value);
+            put_u64(out, static_cast<uint64_t>(d.since));
+            put_u64(out, d.alerted ? 1 : 0);
+        }
+        uint64_t open = 0;
+        for (const Pane& pane : group.panes) open += pane.open ? 1 : 0;
+        put_u64(out, open);
+        for (const Pane& pane : group.panes) {
+            if (!pane.open) continue;
+            put_u64(out, static_cast<uint64_t>(pane.start));
+            put_u64(out, static_cast<uint64_t>(pane.end));
+            put_u64(out, pane.seq);
+            put_u64(out, pane.count);
+            for (const Acc& acc : pane.accs) {
+                put_u64(out, acc.n);
+                put_f64(out, acc.sum);
+                put_u64(out, static_cast<uint64_t>(acc.int_sum));
+                put_u64(out, acc.all_int ? 1 : 0);
+                put_f64(out, acc.mean);
+                put_f64(out, acc.m2);
+                put_value(out, acc.min);
+                put_value(out, acc.max);
+                put_held(out, acc.first);
+                put_held(out, acc.last);
+                put_u64(out, static_cast<uint64_t>(acc.first_time));
+                put_u64(out, static_cast<uint64_t>(acc.last_time));
+                if (acc.sketch) acc.sketch->write(out);
+                if (acc.distinct) acc.distinct->write(out);
+            }
+        }
+    }
+}
+
+void Aggregator::clear_state() {
+    m_index.clear();
+    m_groups.clear();
+    m_free_groups.clear();
+    m_lru_head = m_lru_tail = UINT32_MAX;
+    m_open_panes = 0;
+    m_due = {};
+    m_seq = 0;
+    m_max_time = m_watermark = m_silence_checked = INT64_MIN;
+}
+
+std::optional<std::string> Aggregator::load(std::span<const std::byte> in) {
+    clear_state();
+    auto fail = [&](std::string why) {
+        clear_state();
+        return std::optional<std::string>(std::move(why));
+    };
+    uint64_t magic, fp, max_time, watermark, silence_checked, seq, group_count;
+    if (!get_u64(in, magic) || magic != k_state_magic) return fail("not an mh-aggregate snapshot");
+    if (!get_u64(in, fp)) return fail("truncated header");
+    if (fp != fingerprint()) return fail("saved with other windows, keys, aggregates or rules");
+    if (!get_u64(in, max_time) || !get_u64(in, watermark) || !get_u64(in, silence_checked) ||
+        !get_u64(in, seq) || !get_u64(in, group_count))
+        return fail("truncated header");
+    if (group_count > m_config.max_groups)
+        return fail(fmt::format("{} groups, more than --max-groups {}", group_count, m_config.max_groups));
+    m_max_time = static_cast<int64_t>(max_time);
+    m_watermark = static_cast<int64_t>(watermark);
+    m_silence_checked = static_cast<int64_t>(silence_checked);
+    const uint64_t max_panes = m_config.window == WindowKind::hopping
+                                   ? static_cast<uint64_t>(m_config.size_ns / m_config.hop_ns) + 64
+                                   : 1024;
+    for (uint64_t i = 0; i < group_count; ++i) {
+        if (!get_bytes(in, m_key, k_max_state_text)) return fail("truncated group key");
+        if (m_index.count(std::string_view(m_key))) return fail("a group saved twice");
+        uint32_t g = find_or_add_group(0);
+        Group& group = *m_groups[g];
+        uint64_t last_time;
+        if (!get_u64(in, last_time)) return fail("truncated group");
+        group.last_time = static_cast<int64_t>(last_time);
+        for (Detector& d : group.detectors) {
+            uint64_t since, alerted;
+            if (!get_u64(in, d.n) || !get_f64(in, d.mean) || !get_f64(in, d.variance) || !get_f64(in, d.m2) ||
+                !get_held(in, d.value) || !get_u64(in, since) || !get_u64(in, alerted))
+                return fail("truncated detector");
+            d.since = static_cast<int64_t>(since);
+            d.alerted = alerted != 0;
+        }
+        uint64_t open;
+        if (!get_u64(in, open) || open > max_panes) return fail("bad count of open windows");
+        for (uint64_t k = 0; k < open; ++k) {
+            uint64_t start, end, seq, count;
+            if (!get_u64(in, start) || !get_u64(in, end) || !get_u64(in, seq) || !get_u64(in, count))
+                return fail("truncated window");
+            if (static_cast<int64_t>(end) <= static_cast<int64_t>(start)) return fail("a window that ends before it starts");
+            uint32_t p = open_pane(g, static_cast<int64_t>(start), static_cast<int64_t>(end));
+            Pane& pane = m_groups[g]->panes[p];
+            pane.seq = seq;
+            pane.count = count;
+            for (Acc& acc : pane.accs) {
+                uint64_t int_sum, all_int, first_time, last_time_acc;
+                if (!get_u64(in, acc.n) || !get_f64(in, acc.sum) || !get_u64(in, int_sum) ||
+                    !get_u64(in, all_int) || !get_f64(in, acc.mean) || !get_f64(in, acc.m2) ||
+                    !get_value(in, acc.min) || !get_value(in, acc.max) || !get_held(in, acc.first) ||
+                    !get_held(in, acc.last) || !get_u64(in, first_time) || !get_u64(in, last_time_acc))
+                    return fail("truncated aggregate");
+                acc.int_sum = static_cast<int64_t>(int_sum);
+                acc.all_int = all_int != 0;
+                acc.first_time = static_cast<int64_t>(first_time);
+                acc.last_time = static_cast<int64_t>(last_time_acc);
+                if (acc.sketch && !acc.sketch->read(in)) return fail("bad percentile sketch");
+                if (acc.distinct && !acc.distinct->read(in)) return fail("bad distinct-count sketch");
+            }
+            schedule(g, p);  // with the saved seq (open_pane's entry is now stale)
+        }
+    }
+    m_seq = seq;
+    if (!in.empty()) return fail(fmt::format("{} bytes after the last group", in.size()));
+    return std::nullopt;
 }
 
 }  // namespace mh::aggregate

@@ -63,6 +63,7 @@ struct AggregatorStats {
     uint64_t messages = 0;  // data messages given to process()
     uint64_t late = 0;
     uint64_t barriers = 0;
+    uint64_t last_barrier = 0;  // the number of the last barrier seen
     uint64_t windows = 0;   // aggregate messages emitted
     uint64_t alerts = 0;
     uint64_t evicted = 0;   // groups forced out by --max-groups
@@ -102,8 +103,9 @@ class Aggregator {
     uint64_t fingerprint() const;
     // Binary snapshot of the open windows, groups, detectors and clocks (see state.h).
     void save(std::string& out) const;
-    // Replaces the state with a snapshot's; false (state unchanged meaning: empty) on bad bytes.
-    bool load(std::span<const std::byte> in);
+    // Replaces the state with a snapshot's. On bad bytes returns what is wrong, and the
+    // aggregator is left empty.
+    std::optional<std::string> load(std::span<const std::byte> in);
 
   private:
     struct Acc;
@@ -153,6 +155,7 @@ class Aggregator {
                        schema::Message::Builder& out, capnp::List<schema::Field>::Builder& list,
                        unsigned& next);
     void finish_frame();
+    void clear_state();
 
     AggregatorConfig m_config;
     Log& m_log;

@@ -5,6 +5,8 @@
 // since a FrameSource has no timed wait.
 #include "aggregate/run.h"
 
+#include "aggregate/state.h"
+
 #include "core/error.h"
 #include "message/time.h"
 #include "relay/pump.h"
@@ -86,7 +88,35 @@ int run(const AggregateOptions& options, cli::ToolContext& context) {
     Aggregator aggregator(make_config(options), context.limits(), context.log());
     const int64_t idle_ns = options.idle.empty() ? 0 : duration_option("--idle", options.idle);
     const bool wall = aggregator.config().clock == Clock::wall;
-    const bool timers = wall || idle_ns > 0;
+    const bool keep_state = !options.state.empty();
+    if (options.reset_state && !keep_state) throw Error(ExitCode::usage, "--reset-state needs --state DIR");
+    const int64_t state_every_ns = duration_option("--state-every", options.state_every);
+    const bool timers = wall || idle_ns > 0 || keep_state;
+
+    // Restore before opening any input: a bad state is reported before anything is read.
+    std::unique_ptr<StateStore> state;
+    if (keep_state) {
+        state = std::make_unique<StateStore>(options.state, options.reset_state, context.log());
+        if (auto snapshot = state->load()) {
+            if (snapshot->fingerprint != aggregator.fingerprint())
+                throw Error(ExitCode::config,
+                            fmt::format("the state in {} was saved with other --window, --hop, --session, "
+                                        "--lateness, --clock, --by, --agg or --detect options; run with the "
+                                        "same ones, or restart with --reset-state to discard it",
+                                        options.state));
+            if (auto error = aggregator.load(std::as_bytes(std::span(snapshot->bytes.data(), snapshot->bytes.size()))))
+                throw Error(ExitCode::config,
+                            fmt::format("the state in {} is corrupt ({}); restart with --reset-state to "
+                                        "discard it (its open windows and detector state are lost)",
+                                        options.state, *error));
+            context.log().info("restored state from {} ({}saved {}): {} groups, {} open windows", options.state,
+                               snapshot->barrier ? fmt::format("barrier {}, ", snapshot->barrier) : "",
+                               format_rfc3339(snapshot->saved_ns), aggregator.groups(),
+                               aggregator.open_windows());
+        }
+    }
+    std::string snapshot_bytes;
+    int64_t last_save_ns = wall_clock_ns();
 
     auto source = context.open_frame_source(context.options().in);
     std::vector<std::string> outputs = context.options().out;
@@ -141,6 +171,16 @@ int run(const AggregateOptions& options, cli::ToolContext& context) {
         aggregator.take_output();
     };
 
+    auto save = [&](uint64_t barrier) {
+        aggregator.save(snapshot_bytes);
+        state->save(aggregator.fingerprint(), barrier, snapshot_bytes);
+        counters.snapshots.add();
+        last_save_ns = wall_clock_ns();
+        context.log().debug("saved state to {}{}: {} groups, {} open windows, {} bytes", options.state,
+                            barrier ? fmt::format(" at barrier {}", barrier) : "", aggregator.groups(),
+                            aggregator.open_windows(), snapshot_bytes.size());
+    };
+
     int64_t last_input_ns = wall_clock_ns();
     bool idle_closed = true;  // nothing open yet
     auto on_timers = [&](int64_t now_ns) {
@@ -152,6 +192,7 @@ int run(const AggregateOptions& options, cli::ToolContext& context) {
             idle_closed = true;
         }
         write_output();
+        if (state && now_ns - last_save_ns >= state_every_ns) save(0);
     };
 
     const wire::FrameLimits limits = context.limits();
@@ -204,6 +245,8 @@ int run(const AggregateOptions& options, cli::ToolContext& context) {
                     break;
                 case Disposition::barrier:
                     write_output();
+                    // The snapshot holds everything before the barrier, and nothing after it.
+                    if (state) save(aggregator.stats().last_barrier);
                     for (auto* sink : data_sinks) sink->write(frame);
                     if (late_sink) late_sink->write(frame);
                     ++out;
@@ -226,14 +269,23 @@ int run(const AggregateOptions& options, cli::ToolContext& context) {
         }
     }
     now_ns = wall_clock_ns();
-    aggregator.close_all(now_ns);
-    write_output();
+    const bool stopped = context.stop().load();
+    if (stopped && state) {
+        // Open windows are saved, not emitted: the next run continues them.
+        save(0);
+        context.log().info("stopped: {} open windows of {} groups saved to {}", aggregator.open_windows(),
+                           aggregator.groups(), options.state);
+    } else {
+        aggregator.close_all(now_ns);
+        write_output();
+        if (state) save(0);  // what is left: detector state, and the watermark
+    }
     flush_all();
     publish();
     const AggregatorStats& stats = aggregator.stats();
     context.log().debug("{} messages in, {} windows out, {} late, {} alerts, {} groups evicted",
                         stats.messages, stats.windows, stats.late, stats.alerts, stats.evicted);
-    if (context.stop().load()) context.log().info("stopped after {} messages", stats.messages);
+    if (stopped) context.log().info("stopped after {} messages", stats.messages);
     if (stats.evicted)
         context.log().warn("--max-groups evicted {} groups, emitting {} windows early", stats.evicted,
                            stats.evicted_windows);

@@ -234,3 +234,42 @@ TEST(Aggregator, StuckAndSilence) {
     EXPECT_GE(h.out[1].numbers["duration"], 30);
     EXPECT_LT(h.out[1].numbers["duration"], 34);
 }
+
+TEST(Aggregator, SnapshotRestoresOpenWindowsAndDetectors) {
+    auto config = tumbling(10 * S, S, "count(), sum(v), p50(v), distinct(v), first(v), stddev(v)");
+    config.detects.push_back(parse_detect("stuck(v, 5s)"));
+    Harness straight(config), first(config), resumed(config);
+    auto feed = [](Harness& h, int from, int to) {
+        for (int i = from; i < to; ++i) {
+            h.send("a", i * S / 2, {{"v", static_cast<double>(i % 7)}});
+            h.send("b", i * S / 2, {{"v", 3}});
+        }
+    };
+    feed(straight, 0, 60);
+    straight.close_all();
+    feed(first, 0, 25);
+    std::string bytes;
+    first.agg().save(bytes);
+    ASSERT_EQ(resumed.agg().load(std::as_bytes(std::span(bytes.data(), bytes.size()))), std::nullopt);
+    EXPECT_EQ(resumed.agg().open_windows(), first.agg().open_windows());
+    feed(resumed, 25, 60);
+    resumed.close_all();
+    std::vector<Out> joined = first.out;
+    joined.insert(joined.end(), resumed.out.begin(), resumed.out.end());
+    ASSERT_EQ(joined.size(), straight.out.size());
+    for (size_t i = 0; i < joined.size(); ++i) {
+        EXPECT_EQ(joined[i].source, straight.out[i].source) << i;
+        EXPECT_EQ(joined[i].numbers, straight.out[i].numbers) << i;
+        EXPECT_EQ(joined[i].texts, straight.out[i].texts) << i;
+    }
+
+    // Every truncation is refused, and leaves the aggregator empty.
+    for (size_t cut = 0; cut < bytes.size(); cut += 7) {
+        Harness h(config);
+        EXPECT_NE(h.agg().load(std::as_bytes(std::span(bytes.data(), cut))), std::nullopt) << cut;
+        EXPECT_EQ(h.agg().groups(), 0u);
+    }
+    // A snapshot of other options is refused.
+    Harness other(tumbling(20 * S, S, "count(), sum(v), p50(v), distinct(v), first(v), stddev(v)"));
+    EXPECT_NE(other.agg().load(std::as_bytes(std::span(bytes.data(), bytes.size()))), std::nullopt);
+}

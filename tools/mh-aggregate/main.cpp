@@ -41,6 +41,13 @@ int main(int argc, char** argv) {
                    "Detector rule per group, repeatable: '[NAME=]zscore(f[, alpha]) > K', "
                    "'stuck(f, DURATION)', 'silence(DURATION)'")
         ->allow_extra_args(false);
+    app.add_option("--state", options.state,
+                   "Directory of an LMDB snapshot of open windows and detectors, saved at each "
+                   "barrier, on SIGTERM and every --state-every; restored on start");
+    app.add_option("--state-every", options.state_every, "Interval between --state snapshots (wall time)")
+        ->capture_default_str();
+    app.add_flag("--reset-state", options.reset_state,
+                 "Discard what --state DIR holds (corrupt, or saved with other options) and start empty");
     return mh::cli::run_main(app, options.common, argc, argv, [&](mh::cli::ToolContext& context) {
         return mh::aggregate::run(options, context);
     });
