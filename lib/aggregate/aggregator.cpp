@@ -234,6 +234,7 @@ struct Aggregator::Detector {
 
 struct Aggregator::Group {
     std::string key;
+    uint64_t hash = 0;
     uint32_t generation = 0;
     uint32_t prev = UINT32_MAX, next = UINT32_MAX;  // LRU links
     int64_t last_time = INT64_MIN;                  // the largest event time seen
@@ -242,8 +243,52 @@ struct Aggregator::Group {
     bool in_use = false;
 };
 
-size_t Aggregator::KeyHash::operator()(std::string_view key) const {
-    return hash_bytes(std::as_bytes(std::span(key.data(), key.size())));
+namespace {
+uint64_t hash_key(std::string_view key) { return hash_bytes(std::as_bytes(std::span(key.data(), key.size()))); }
+constexpr size_t k_initial_slots = 64;
+}  // namespace
+
+uint32_t Aggregator::index_find(uint64_t hash, std::string_view key) const {
+    if (m_slots.empty()) return UINT32_MAX;
+    const size_t mask = m_slots.size() - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+        const Slot& slot = m_slots[i];
+        if (slot.group == UINT32_MAX) return UINT32_MAX;
+        if (slot.hash == hash && m_groups[slot.group]->key == key) return slot.group;
+    }
+}
+
+void Aggregator::index_insert(uint64_t hash, uint32_t group) {
+    if (2 * (m_slots_used + 1) > m_slots.size()) {
+        std::vector<Slot> old = std::move(m_slots);
+        m_slots.assign(std::max(k_initial_slots, 2 * old.size()), Slot{});
+        m_slots_used = 0;
+        for (const Slot& slot : old)
+            if (slot.group != UINT32_MAX) index_insert(slot.hash, slot.group);
+    }
+    const size_t mask = m_slots.size() - 1;
+    size_t i = hash & mask;
+    while (m_slots[i].group != UINT32_MAX) i = (i + 1) & mask;
+    m_slots[i] = {hash, group};
+    ++m_slots_used;
+}
+
+void Aggregator::index_erase(uint64_t hash, uint32_t group) {
+    const size_t mask = m_slots.size() - 1;
+    size_t i = hash & mask;
+    while (m_slots[i].group != group) i = (i + 1) & mask;
+    // Backward-shift deletion: later entries of the probe run move up, so no tombstones.
+    for (size_t j = (i + 1) & mask; m_slots[j].group != UINT32_MAX; j = (j + 1) & mask) {
+        size_t home = m_slots[j].hash & mask;
+        // Move j into the hole at i when its home is not in the cyclic range (i, j].
+        bool between = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (!between) {
+            m_slots[i] = m_slots[j];
+            i = j;
+        }
+    }
+    m_slots[i] = Slot{};
+    --m_slots_used;
 }
 
 Aggregator::Aggregator(AggregatorConfig config, const wire::FrameLimits& limits, Log& log)
@@ -431,7 +476,7 @@ void Aggregator::evict(uint32_t g, int64_t now_ns) {
             "mh_aggregate_evicted_total); raise --max-groups or use fewer --by keys",
             m_config.max_groups);
     }
-    m_index.erase(group.key);
+    index_erase(group.hash, g);
     unlink(g);
     group.in_use = false;
     ++group.generation;
@@ -439,10 +484,10 @@ void Aggregator::evict(uint32_t g, int64_t now_ns) {
 }
 
 uint32_t Aggregator::find_or_add_group(int64_t now_ns) {
-    auto it = m_index.find(std::string_view(m_key));
-    if (it != m_index.end()) {
-        touch(it->second);
-        return it->second;
+    const uint64_t hash = hash_key(m_key);
+    if (uint32_t found = index_find(hash, m_key); found != UINT32_MAX) {
+        touch(found);
+        return found;
     }
     if (groups() >= m_config.max_groups) evict(m_lru_tail, now_ns);
     uint32_t g;
@@ -458,7 +503,8 @@ uint32_t Aggregator::find_or_add_group(int64_t now_ns) {
     group.in_use = true;
     group.last_time = INT64_MIN;
     group.detectors.assign(m_config.detects.size(), Detector{});
-    m_index.emplace(group.key, g);
+    group.hash = hash;
+    index_insert(hash, g);
     // Linked in at the front (it is not in the list yet, so touch() cannot unlink it).
     group.prev = UINT32_MAX;
     group.next = m_lru_head;
@@ -1133,7 +1179,8 @@ void Aggregator::save(std::string& out) const {
 }
 
 void Aggregator::clear_state() {
-    m_index.clear();
+    m_slots.clear();
+    m_slots_used = 0;
     m_groups.clear();
     m_free_groups.clear();
     m_lru_head = m_lru_tail = UINT32_MAX;
@@ -1166,7 +1213,7 @@ std::optional<std::string> Aggregator::load(std::span<const std::byte> in) {
                                    : 1024;
     for (uint64_t i = 0; i < group_count; ++i) {
         if (!get_bytes(in, m_key, k_max_state_text)) return fail("truncated group key");
-        if (m_index.count(std::string_view(m_key))) return fail("a group saved twice");
+        if (index_find(hash_key(m_key), m_key) != UINT32_MAX) return fail("a group saved twice");
         uint32_t g = find_or_add_group(0);
         Group& group = *m_groups[g];
         uint64_t last_time;

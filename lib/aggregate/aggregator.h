@@ -126,14 +126,19 @@ class Aggregator {
             return seq > other.seq;
         }
     };
-    struct KeyHash {
-        using is_transparent = void;
-        size_t operator()(std::string_view key) const;
+    // The group index: open addressing with linear probing over (hash, group) pairs, so a
+    // lookup touches one flat array and, on a hash match, the group's key.
+    struct Slot {
+        uint64_t hash = 0;
+        uint32_t group = UINT32_MAX;  // UINT32_MAX: empty
     };
 
     void read_fields(schema::Message::Reader message);
     void encode_key(schema::Message::Reader message);
     uint32_t find_or_add_group(int64_t now_ns);
+    uint32_t index_find(uint64_t hash, std::string_view key) const;
+    void index_insert(uint64_t hash, uint32_t group);
+    void index_erase(uint64_t hash, uint32_t group);
     void touch(uint32_t group);
     void unlink(uint32_t group);
     void evict(uint32_t group, int64_t now_ns);
@@ -172,7 +177,8 @@ class Aggregator {
     bool m_needs_value_types = false;
 
     std::string m_key;  // this message's encoded key, reused
-    std::unordered_map<std::string, uint32_t, KeyHash, std::equal_to<>> m_index;
+    std::vector<Slot> m_slots;  // a power of two, at most half full
+    size_t m_slots_used = 0;
     std::vector<std::unique_ptr<Group>> m_groups;
     std::vector<uint32_t> m_free_groups;
     uint32_t m_lru_head = UINT32_MAX;  // most recently seen
