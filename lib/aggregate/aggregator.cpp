@@ -162,8 +162,9 @@ struct Aggregator::Acc {
     expr::Value min, max;     // numeric only
     Held first, last;
     int64_t first_time = 0, last_time = 0;
-    std::unique_ptr<DDSketch> sketch;
-    std::unique_ptr<HyperLogLog> distinct;
+    // Inline, not behind a pointer: one cache miss fewer per message.
+    std::optional<DDSketch> sketch;
+    std::optional<HyperLogLog> distinct;
 
     void reset() {
         n = 0;
@@ -233,14 +234,29 @@ struct Aggregator::Detector {
 };
 
 struct Aggregator::Group {
-    std::string key;
+    static constexpr size_t k_inline_key_bytes = 48;
     uint64_t hash = 0;
+    uint64_t last_seen = 0;  // stamp of its last message: the least recent is evicted first
     uint32_t generation = 0;
-    uint32_t prev = UINT32_MAX, next = UINT32_MAX;  // LRU links
-    int64_t last_time = INT64_MIN;                  // the largest event time seen
+    uint32_t key_size = 0;
+    bool in_use = false;
+    int64_t last_time = INT64_MIN;  // the largest event time seen
+    // Keys up to 48 bytes live in the group itself, so a lookup reads no other memory.
+    char key_inline[k_inline_key_bytes];
+    std::string key_long;
     std::vector<Pane> panes;
     std::vector<Detector> detectors;
-    bool in_use = false;
+
+    std::string_view key() const {
+        return key_size <= k_inline_key_bytes ? std::string_view(key_inline, key_size) : std::string_view(key_long);
+    }
+    void set_key(std::string_view key) {
+        key_size = static_cast<uint32_t>(key.size());
+        if (key.size() <= k_inline_key_bytes)
+            std::memcpy(key_inline, key.data(), key.size());
+        else
+            key_long.assign(key);
+    }
 };
 
 namespace {
@@ -251,10 +267,11 @@ constexpr size_t k_initial_slots = 64;
 uint32_t Aggregator::index_find(uint64_t hash, std::string_view key) const {
     if (m_slots.empty()) return UINT32_MAX;
     const size_t mask = m_slots.size() - 1;
+    const auto tag = static_cast<uint32_t>(hash >> 32);
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
         const Slot& slot = m_slots[i];
         if (slot.group == UINT32_MAX) return UINT32_MAX;
-        if (slot.hash == hash && m_groups[slot.group]->key == key) return slot.group;
+        if (slot.tag == tag && m_groups[slot.group].key() == key) return slot.group;
     }
 }
 
@@ -264,12 +281,12 @@ void Aggregator::index_insert(uint64_t hash, uint32_t group) {
         m_slots.assign(std::max(k_initial_slots, 2 * old.size()), Slot{});
         m_slots_used = 0;
         for (const Slot& slot : old)
-            if (slot.group != UINT32_MAX) index_insert(slot.hash, slot.group);
+            if (slot.group != UINT32_MAX) index_insert(m_groups[slot.group].hash, slot.group);
     }
     const size_t mask = m_slots.size() - 1;
     size_t i = hash & mask;
     while (m_slots[i].group != UINT32_MAX) i = (i + 1) & mask;
-    m_slots[i] = {hash, group};
+    m_slots[i] = {static_cast<uint32_t>(hash >> 32), group};
     ++m_slots_used;
 }
 
@@ -279,7 +296,7 @@ void Aggregator::index_erase(uint64_t hash, uint32_t group) {
     while (m_slots[i].group != group) i = (i + 1) & mask;
     // Backward-shift deletion: later entries of the probe run move up, so no tombstones.
     for (size_t j = (i + 1) & mask; m_slots[j].group != UINT32_MAX; j = (j + 1) & mask) {
-        size_t home = m_slots[j].hash & mask;
+        size_t home = m_groups[m_slots[j].group].hash & mask;
         // Move j into the hole at i when its home is not in the cyclic range (i, j].
         bool between = i <= j ? (i < home && home <= j) : (i < home || home <= j);
         if (!between) {
@@ -339,6 +356,8 @@ Aggregator::Aggregator(AggregatorConfig config, const wire::FrameLimits& limits,
 }
 
 Aggregator::~Aggregator() = default;
+
+size_t Aggregator::groups() const { return m_groups.size() - m_free_groups.size(); }
 
 uint64_t Aggregator::fingerprint() const {
     std::string text = fmt::format("v1 {} {} {} {} {} {}|", static_cast<int>(m_config.window),
@@ -433,27 +452,30 @@ void Aggregator::encode_key(schema::Message::Reader message) {
     }
 }
 
-void Aggregator::unlink(uint32_t g) {
-    Group& group = *m_groups[g];
-    if (group.prev != UINT32_MAX) m_groups[group.prev]->next = group.next;
-    else m_lru_head = group.next;
-    if (group.next != UINT32_MAX) m_groups[group.next]->prev = group.prev;
-    else m_lru_tail = group.prev;
-    group.prev = group.next = UINT32_MAX;
-}
+void Aggregator::touch(uint32_t g) { m_groups[g].last_seen = ++m_stamp; }
 
-void Aggregator::touch(uint32_t g) {
-    if (m_lru_head == g) return;
-    unlink(g);
-    Group& group = *m_groups[g];
-    group.next = m_lru_head;
-    if (m_lru_head != UINT32_MAX) m_groups[m_lru_head]->prev = g;
-    m_lru_head = g;
-    if (m_lru_tail == UINT32_MAX) m_lru_tail = g;
+// The least recently seen group: exact among few groups; among many, the oldest of a
+// sample (as Redis does), so that finding it costs the same whatever the cap.
+uint32_t Aggregator::eviction_victim() {
+    uint32_t victim = UINT32_MAX;
+    auto consider = [&](uint32_t g) {
+        if (m_groups[g].in_use && (victim == UINT32_MAX || m_groups[g].last_seen < m_groups[victim].last_seen))
+            victim = g;
+    };
+    const auto count = static_cast<uint32_t>(m_groups.size());
+    if (count <= k_exact_lru_groups) {
+        for (uint32_t g = 0; g < count; ++g) consider(g);
+        return victim;
+    }
+    for (size_t i = 0; i < k_lru_samples || victim == UINT32_MAX; ++i) {
+        m_sample_state = m_sample_state * 6364136223846793005ULL + 1442695040888963407ULL;
+        consider(static_cast<uint32_t>((m_sample_state >> 33) % count));
+    }
+    return victim;
 }
 
 void Aggregator::evict(uint32_t g, int64_t now_ns) {
-    Group& group = *m_groups[g];
+    Group& group = m_groups[g];
     // Emitted early, in window order, so nothing counted is lost.
     std::vector<uint32_t> open;
     for (uint32_t p = 0; p < group.panes.size(); ++p)
@@ -477,7 +499,6 @@ void Aggregator::evict(uint32_t g, int64_t now_ns) {
             m_config.max_groups);
     }
     index_erase(group.hash, g);
-    unlink(g);
     group.in_use = false;
     ++group.generation;
     m_free_groups.push_back(g);
@@ -489,33 +510,28 @@ uint32_t Aggregator::find_or_add_group(int64_t now_ns) {
         touch(found);
         return found;
     }
-    if (groups() >= m_config.max_groups) evict(m_lru_tail, now_ns);
+    if (groups() >= m_config.max_groups) evict(eviction_victim(), now_ns);
     uint32_t g;
     if (!m_free_groups.empty()) {
         g = m_free_groups.back();
         m_free_groups.pop_back();
     } else {
         g = static_cast<uint32_t>(m_groups.size());
-        m_groups.push_back(std::make_unique<Group>());
+        m_groups.emplace_back();
     }
-    Group& group = *m_groups[g];
-    group.key = m_key;
+    Group& group = m_groups[g];
+    group.set_key(m_key);
     group.in_use = true;
     group.last_time = INT64_MIN;
     group.detectors.assign(m_config.detects.size(), Detector{});
     group.hash = hash;
     index_insert(hash, g);
-    // Linked in at the front (it is not in the list yet, so touch() cannot unlink it).
-    group.prev = UINT32_MAX;
-    group.next = m_lru_head;
-    if (m_lru_head != UINT32_MAX) m_groups[m_lru_head]->prev = g;
-    m_lru_head = g;
-    if (m_lru_tail == UINT32_MAX) m_lru_tail = g;
+    touch(g);
     return g;
 }
 
 uint32_t Aggregator::open_pane(uint32_t g, int64_t start, int64_t end) {
-    Group& group = *m_groups[g];
+    Group& group = m_groups[g];
     uint32_t p = 0;
     while (p < group.panes.size() && group.panes[p].open) ++p;
     if (p == group.panes.size()) {
@@ -523,8 +539,8 @@ uint32_t Aggregator::open_pane(uint32_t g, int64_t start, int64_t end) {
         Pane& pane = group.panes.back();
         pane.accs.resize(m_config.aggs.size());
         for (size_t a = 0; a < m_config.aggs.size(); ++a) {
-            if (m_config.aggs[a].kind == AggKind::quantile) pane.accs[a].sketch = std::make_unique<DDSketch>();
-            if (m_config.aggs[a].kind == AggKind::distinct) pane.accs[a].distinct = std::make_unique<HyperLogLog>();
+            if (m_config.aggs[a].kind == AggKind::quantile) pane.accs[a].sketch.emplace();
+            if (m_config.aggs[a].kind == AggKind::distinct) pane.accs[a].distinct.emplace();
         }
     }
     Pane& pane = group.panes[p];
@@ -540,14 +556,14 @@ uint32_t Aggregator::open_pane(uint32_t g, int64_t start, int64_t end) {
 }
 
 void Aggregator::schedule(uint32_t g, uint32_t p) {
-    Group& group = *m_groups[g];
+    Group& group = m_groups[g];
     Pane& pane = group.panes[p];
     ++pane.generation;
     m_due.push({pane.end, pane.start, pane.seq, g, p, group.generation, pane.generation});
 }
 
 void Aggregator::close_pane(uint32_t g, uint32_t p) {
-    Pane& pane = m_groups[g]->panes[p];
+    Pane& pane = m_groups[g].panes[p];
     pane.open = false;
     ++pane.generation;
     --m_open_panes;
@@ -602,7 +618,7 @@ void Aggregator::update(Pane& pane, int64_t time) {
 
 // Session panes of one group that now overlap (a message bridged their gap) become one.
 void Aggregator::merge_sessions(uint32_t g, uint32_t into) {
-    Group& group = *m_groups[g];
+    Group& group = m_groups[g];
     bool merged = true;
     while (merged) {
         merged = false;
@@ -652,7 +668,7 @@ void Aggregator::merge_sessions(uint32_t g, uint32_t into) {
 }
 
 bool Aggregator::assign(uint32_t g, int64_t time, int64_t watermark_before) {
-    Group& group = *m_groups[g];
+    Group& group = m_groups[g];
     if (m_config.window == WindowKind::session) {
         const int64_t gap = m_config.gap_ns;
         for (uint32_t p = 0; p < group.panes.size(); ++p) {
@@ -681,7 +697,7 @@ bool Aggregator::assign(uint32_t g, int64_t time, int64_t watermark_before) {
         uint32_t p = 0;
         while (p < group.panes.size() && !(group.panes[p].open && group.panes[p].start == start)) ++p;
         if (p == group.panes.size()) p = open_pane(g, start, end);
-        update(m_groups[g]->panes[p], time);
+        update(m_groups[g].panes[p], time);
         any = true;
     }
     return any;
@@ -729,7 +745,7 @@ void Aggregator::advance(int64_t watermark, int64_t now_ns) {
     while (!m_due.empty() && m_due.top().end <= m_watermark) {
         Due due = m_due.top();
         m_due.pop();
-        Group& group = *m_groups[due.group];
+        Group& group = m_groups[due.group];
         if (group.generation != due.group_generation) continue;
         Pane& pane = group.panes[due.pane];
         if (!pane.open || pane.generation != due.pane_generation) continue;
@@ -746,7 +762,7 @@ void Aggregator::close_all(int64_t now_ns) {
     while (!m_due.empty()) {
         Due due = m_due.top();
         m_due.pop();
-        Group& group = *m_groups[due.group];
+        Group& group = m_groups[due.group];
         if (group.generation != due.group_generation) continue;
         Pane& pane = group.panes[due.pane];
         if (!pane.open || pane.generation != due.pane_generation) continue;
@@ -764,14 +780,14 @@ void Aggregator::start_message(uint32_t g, std::string_view kind, int64_t time, 
                                uint64_t id_hash, unsigned extra_fields,
                                schema::Message::Builder& out,
                                capnp::List<schema::Field>::Builder& list, unsigned& next) {
-    const Group& group = *m_groups[g];
+    const Group& group = m_groups[g];
     out = m_builder.start();
     // A UUIDv7 made of the time and a hash of what the message is about: the same window
     // or alert has the same id on a replay, so a store deduplicates it.
     MessageId id{};
     uint64_t ms = static_cast<uint64_t>(std::max<int64_t>(time, 0) / 1'000'000);
     for (int i = 0; i < 6; ++i) id[static_cast<size_t>(i)] = static_cast<uint8_t>(ms >> (40 - 8 * i));
-    uint64_t h = mix64(id_hash ^ mix64(hash_bytes(std::as_bytes(std::span(group.key.data(), group.key.size())))));
+    uint64_t h = mix64(id_hash ^ mix64(group.hash));
     uint64_t h2 = mix64(h + 0x9e3779b97f4a7c15ULL);
     id[6] = static_cast<uint8_t>(0x70 | ((h >> 8) & 0x0f));
     id[7] = static_cast<uint8_t>(h);
@@ -790,7 +806,7 @@ void Aggregator::start_message(uint32_t g, std::string_view kind, int64_t time, 
     };
     Decoded decoded[64];
     size_t count = 0;
-    const char* p = group.key.data();
+    const char* p = group.key().data();
     for (const auto& spec : m_config.keys) {
         expr::Value v;
         auto tag = static_cast<uint8_t>(*p++);
@@ -842,7 +858,7 @@ void Aggregator::start_message(uint32_t g, std::string_view kind, int64_t time, 
 }
 
 void Aggregator::emit(uint32_t g, uint32_t p, int64_t now_ns, bool evicted) {
-    const Pane& pane = m_groups[g]->panes[p];
+    const Pane& pane = m_groups[g].panes[p];
     const double seconds = static_cast<double>(pane.end - pane.start) / 1e9;
     // First pass: which aggregates have a value (no values: the field is left out).
     auto value_of_agg = [&](size_t a, expr::Value& out) -> bool {
@@ -957,7 +973,7 @@ void Aggregator::take_output() {
 // ---- detectors ----
 
 void Aggregator::run_detectors(uint32_t g, int64_t time, int64_t now_ns) {
-    Group& group = *m_groups[g];
+    Group& group = m_groups[g];
     group.last_time = std::max(group.last_time, time);
     for (size_t d = 0; d < m_config.detects.size(); ++d) {
         const DetectSpec& rule = m_config.detects[d];
@@ -1020,7 +1036,7 @@ void Aggregator::check_silence(int64_t now_ns) {
     m_silence_checked = m_watermark;
     if (m_watermark == INT64_MIN) return;
     for (uint32_t g = 0; g < m_groups.size(); ++g) {
-        Group& group = *m_groups[g];
+        Group& group = m_groups[g];
         if (!group.in_use || group.last_time == INT64_MIN) continue;
         for (size_t d = 0; d < m_config.detects.size(); ++d) {
             const DetectSpec& rule = m_config.detects[d];
@@ -1040,7 +1056,7 @@ void Aggregator::emit_alert(uint32_t g, const DetectSpec& rule, int64_t time, in
                             int64_t since) {
     const Detector* state = nullptr;
     for (size_t d = 0; d < m_config.detects.size(); ++d)
-        if (&m_config.detects[d] == &rule) state = &m_groups[g]->detectors[d];
+        if (&m_config.detects[d] == &rule) state = &m_groups[g].detectors[d];
     const std::string_view detector = rule.kind == DetectKind::zscore  ? "zscore"
                                       : rule.kind == DetectKind::stuck ? "stuck"
                                                                        : "silence";
@@ -1136,9 +1152,14 @@ void Aggregator::save(std::string& out) const {
     put_u64(out, static_cast<uint64_t>(m_silence_checked));
     put_u64(out, m_seq);
     put_u64(out, groups());
-    for (uint32_t g = m_lru_tail; g != UINT32_MAX; g = m_groups[g]->prev) {
-        const Group& group = *m_groups[g];
-        put_bytes(out, group.key);
+    std::vector<uint32_t> order;
+    for (uint32_t g = 0; g < m_groups.size(); ++g)
+        if (m_groups[g].in_use) order.push_back(g);
+    std::sort(order.begin(), order.end(),
+              [&](uint32_t a, uint32_t b) { return m_groups[a].last_seen < m_groups[b].last_seen; });
+    for (uint32_t g : order) {
+        const Group& group = m_groups[g];
+        put_bytes(out, group.key());
         put_u64(out, static_cast<uint64_t>(group.last_time));
         for (const Detector& d : group.detectors) {
             put_u64(out, d.n);
@@ -1183,7 +1204,7 @@ void Aggregator::clear_state() {
     m_slots_used = 0;
     m_groups.clear();
     m_free_groups.clear();
-    m_lru_head = m_lru_tail = UINT32_MAX;
+    m_stamp = 0;
     m_open_panes = 0;
     m_due = {};
     m_seq = 0;
@@ -1215,7 +1236,7 @@ std::optional<std::string> Aggregator::load(std::span<const std::byte> in) {
         if (!get_bytes(in, m_key, k_max_state_text)) return fail("truncated group key");
         if (index_find(hash_key(m_key), m_key) != UINT32_MAX) return fail("a group saved twice");
         uint32_t g = find_or_add_group(0);
-        Group& group = *m_groups[g];
+        Group& group = m_groups[g];
         uint64_t last_time;
         if (!get_u64(in, last_time)) return fail("truncated group");
         group.last_time = static_cast<int64_t>(last_time);
@@ -1235,7 +1256,7 @@ std::optional<std::string> Aggregator::load(std::span<const std::byte> in) {
                 return fail("truncated window");
             if (static_cast<int64_t>(end) <= static_cast<int64_t>(start)) return fail("a window that ends before it starts");
             uint32_t p = open_pane(g, static_cast<int64_t>(start), static_cast<int64_t>(end));
-            Pane& pane = m_groups[g]->panes[p];
+            Pane& pane = m_groups[g].panes[p];
             pane.seq = seq;
             pane.count = count;
             for (Acc& acc : pane.accs) {

@@ -28,7 +28,7 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <deque>
 #include <vector>
 
 namespace mh::aggregate {
@@ -39,6 +39,8 @@ enum class Clock : uint8_t { event, wall };
 constexpr int64_t k_default_lateness_ns = 5'000'000'000;
 constexpr uint64_t k_default_max_groups = 100'000;
 constexpr uint64_t k_max_hops_per_window = 1000;  // --window / --hop
+constexpr size_t k_exact_lru_groups = 256;  // up to this many groups eviction is exact LRU
+constexpr size_t k_lru_samples = 64;        // beyond, the oldest of this many sampled groups
 
 struct AggregatorConfig {
     WindowKind window = WindowKind::tumbling;
@@ -94,7 +96,7 @@ class Aggregator {
 
     const AggregatorStats& stats() const { return m_stats; }
     int64_t watermark() const { return m_watermark; }
-    size_t groups() const { return m_groups.size() - m_free_groups.size(); }
+    size_t groups() const;
     size_t open_windows() const { return m_open_panes; }
     const AggregatorConfig& config() const { return m_config; }
 
@@ -128,8 +130,10 @@ class Aggregator {
     };
     // The group index: open addressing with linear probing over (hash, group) pairs, so a
     // lookup touches one flat array and, on a hash match, the group's key.
+    // Eight bytes a slot, so the table of 10,000 groups stays in the L2 cache; the full
+    // hash (for the slot's home) is in the group.
     struct Slot {
-        uint64_t hash = 0;
+        uint32_t tag = 0;             // the hash's high half
         uint32_t group = UINT32_MAX;  // UINT32_MAX: empty
     };
 
@@ -140,7 +144,7 @@ class Aggregator {
     void index_insert(uint64_t hash, uint32_t group);
     void index_erase(uint64_t hash, uint32_t group);
     void touch(uint32_t group);
-    void unlink(uint32_t group);
+    uint32_t eviction_victim();
     void evict(uint32_t group, int64_t now_ns);
     bool assign(uint32_t group, int64_t time, int64_t watermark_before);
     uint32_t open_pane(uint32_t group, int64_t start, int64_t end);
@@ -179,10 +183,10 @@ class Aggregator {
     std::string m_key;  // this message's encoded key, reused
     std::vector<Slot> m_slots;  // a power of two, at most half full
     size_t m_slots_used = 0;
-    std::vector<std::unique_ptr<Group>> m_groups;
+    std::deque<Group> m_groups;  // stable addresses, indexed by group number
     std::vector<uint32_t> m_free_groups;
-    uint32_t m_lru_head = UINT32_MAX;  // most recently seen
-    uint32_t m_lru_tail = UINT32_MAX;
+    uint64_t m_stamp = 0;         // counts messages: Group::last_seen
+    uint64_t m_sample_state = 1;  // eviction sampling (deterministic)
     size_t m_open_panes = 0;
 
     std::priority_queue<Due, std::vector<Due>, std::greater<>> m_due;

@@ -76,6 +76,51 @@ uint64_t hash_bytes(std::span<const std::byte> bytes) {
 
 // ---- DDSketch ----
 
+DDSketch::Counts& DDSketch::Counts::operator=(const Counts& other) {
+    if (this == &other) return *this;
+    m_size = 0;
+    reserve(other.m_size);
+    std::copy(other.begin(), other.end(), data());
+    m_size = other.m_size;
+    return *this;
+}
+
+void DDSketch::Counts::reserve(size_t n) {
+    if (n <= k_inline && m_heap.empty()) return;
+    if (m_heap.empty()) {
+        m_heap.resize(std::max(n, 2 * k_inline));
+        std::copy(m_inline, m_inline + m_size, m_heap.data());
+    } else if (n > m_heap.size()) {
+        m_heap.resize(std::max(n, 2 * m_heap.size()));
+    }
+}
+
+void DDSketch::Counts::resize(size_t n) {
+    reserve(n);
+    if (n > m_size) std::fill(data() + m_size, data() + n, 0);
+    m_size = n;
+}
+
+void DDSketch::Counts::insert_front(size_t n) {
+    reserve(m_size + n);
+    uint64_t* d = data();
+    std::memmove(d + n, d, m_size * sizeof(uint64_t));
+    std::fill(d, d + n, 0);
+    m_size += n;
+}
+
+void DDSketch::Counts::erase_front(size_t n) {
+    uint64_t* d = data();
+    std::memmove(d, d + n, (m_size - n) * sizeof(uint64_t));
+    m_size -= n;
+}
+
+void DDSketch::Counts::assign(size_t n, uint64_t value) {
+    reserve(n);
+    std::fill(data(), data() + n, value);
+    m_size = n;
+}
+
 DDSketch::DDSketch(double relative_accuracy)
     : m_accuracy(relative_accuracy),
       m_gamma((1 + relative_accuracy) / (1 - relative_accuracy)),
@@ -94,7 +139,8 @@ void DDSketch::Store::add(int32_t index, uint64_t count) {
     total += count;
     if (counts.empty()) {
         offset = index;
-        counts.push_back(count);
+        counts.resize(1);
+        counts[0] = count;
         return;
     }
     if (index < offset) {
@@ -108,7 +154,7 @@ void DDSketch::Store::add(int32_t index, uint64_t count) {
                 return;
             }
         }
-        counts.insert(counts.begin(), grow, 0);
+        counts.insert_front(grow);
         offset -= static_cast<int32_t>(grow);
         counts[static_cast<size_t>(std::max(index - offset, 0))] += count;
         return;
@@ -127,13 +173,13 @@ void DDSketch::Store::add(int32_t index, uint64_t count) {
             } else {
                 uint64_t merged = 0;
                 for (size_t i = 0; i <= shift; ++i) merged += counts[i];
-                counts.erase(counts.begin(), counts.begin() + static_cast<ptrdiff_t>(shift));
+                counts.erase_front(shift);
                 counts[0] = merged;
                 offset += static_cast<int32_t>(shift);
             }
             at = static_cast<size_t>(index - offset);
         }
-        if (at >= counts.size()) counts.resize(at + 1, 0);
+        if (at >= counts.size()) counts.resize(at + 1);
     }
     counts[at] += count;
 }

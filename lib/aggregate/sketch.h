@@ -38,8 +38,41 @@ class DDSketch {
     bool read(std::span<const std::byte>& in);
 
   private:
+    // Bucket counts with room for a few buckets inline: the values of one group in one
+    // window usually fall in a handful of buckets, and inline they cost no cache miss.
+    class Counts {
+      public:
+        static constexpr size_t k_inline = 16;
+        Counts() = default;
+        Counts(const Counts& other) { *this = other; }
+        Counts& operator=(const Counts& other);
+        Counts(Counts&& other) noexcept { *this = other; }
+        Counts& operator=(Counts&& other) noexcept { return *this = other; }
+
+        size_t size() const { return m_size; }
+        bool empty() const { return m_size == 0; }
+        uint64_t& operator[](size_t i) { return data()[i]; }
+        uint64_t operator[](size_t i) const { return data()[i]; }
+        const uint64_t* begin() const { return data(); }
+        const uint64_t* end() const { return data() + m_size; }
+        uint64_t* begin() { return data(); }
+        uint64_t* end() { return data() + m_size; }
+        void clear() { m_size = 0; }
+        void resize(size_t n);                      // new buckets are zero
+        void insert_front(size_t n);                // n zero buckets before the first
+        void erase_front(size_t n);
+        void assign(size_t n, uint64_t value);
+
+      private:
+        uint64_t* data() { return m_heap.empty() ? m_inline : m_heap.data(); }
+        const uint64_t* data() const { return m_heap.empty() ? m_inline : m_heap.data(); }
+        void reserve(size_t n);
+        size_t m_size = 0;
+        uint64_t m_inline[k_inline] = {};
+        std::vector<uint64_t> m_heap;  // used once more than k_inline are needed
+    };
     struct Store {
-        std::vector<uint64_t> counts;  // counts[i] is bucket offset + i
+        Counts counts;  // counts[i] is bucket offset + i
         int32_t offset = 0;
         uint64_t total = 0;
         void add(int32_t index, uint64_t count = 1);
