@@ -15,8 +15,22 @@ namespace {
 
 constexpr std::string_view k_aggregate_kind = "aggregate";
 constexpr std::string_view k_alert_kind = "alert";
-// Event times beyond this are refused as late: window arithmetic must not overflow.
+// Event times beyond this (year 2116) are refused as late, durations beyond k_max_duration_ns
+// (36 years) as options, so that window arithmetic cannot overflow; a snapshot's times
+// must lie within k_max_abs_state_ns.
 constexpr int64_t k_max_abs_time_ns = int64_t{1} << 62;
+constexpr int64_t k_max_duration_ns = int64_t{1} << 60;
+constexpr int64_t k_max_abs_state_ns = k_max_abs_time_ns + 2 * k_max_duration_ns;
+
+// a - b, saturated: for differences of times restored from a snapshot.
+int64_t minus(int64_t a, int64_t b) {
+    int64_t d;
+    if (__builtin_sub_overflow(a, b, &d)) return a > b ? INT64_MAX : INT64_MIN;
+    return d;
+}
+double seconds_between(int64_t from, int64_t to) {
+    return (static_cast<double>(to) - static_cast<double>(from)) / 1e9;
+}
 // Silence is checked whenever the watermark has moved this share of the shortest duration.
 constexpr int64_t k_silence_checks_per_duration = 10;
 // Two equal readings far apart (around a silence) are a coincidence, not a stuck sensor.
@@ -330,6 +344,10 @@ Aggregator::Aggregator(AggregatorConfig config, const wire::FrameLimits& limits,
             break;
     }
     if (m_config.lateness_ns < 0) throw usage("--lateness must not be negative");
+    for (int64_t duration : {m_config.size_ns, m_config.hop_ns, m_config.gap_ns, m_config.lateness_ns})
+        if (duration > k_max_duration_ns) throw usage("a window, hop, session gap or lateness over 36 years");
+    for (const auto& rule : m_config.detects)
+        if (rule.duration_ns > k_max_duration_ns) throw usage("a --detect duration over 36 years");
     if (m_config.max_groups == 0) throw usage("--max-groups must be at least 1");
 
     auto slot_of = [&](const std::string& name) {
@@ -776,6 +794,58 @@ void Aggregator::close_all(int64_t now_ns) {
 
 // ---- output ----
 
+// One value of an encoded key at `at`, which moves past it; missing when the bytes run
+// out (keys from a snapshot are checked on load, so that only guards).
+expr::Value Aggregator::decode_key_value(std::string_view key, size_t& at) {
+    if (at >= key.size()) return expr::Value::missing();
+    auto tag = static_cast<uint8_t>(key[at++]);
+    auto need = [&](size_t n) { return at + n <= key.size(); };
+    switch (tag) {
+        case tag_text: {
+            uint32_t size;
+            if (!need(4)) break;
+            std::memcpy(&size, key.data() + at, 4);
+            at += 4;
+            if (!need(size)) break;
+            expr::Value v = expr::Value::of_text(key.substr(at, size));
+            at += size;
+            return v;
+        }
+        case tag_int: {
+            int64_t i;
+            if (!need(8)) break;
+            std::memcpy(&i, key.data() + at, 8);
+            at += 8;
+            return expr::Value::of_int(i);
+        }
+        case tag_float: {
+            double f;
+            if (!need(8)) break;
+            std::memcpy(&f, key.data() + at, 8);
+            at += 8;
+            return expr::Value::of_float(f);
+        }
+        case tag_bool:
+            if (!need(1)) break;
+            return expr::Value::of_bool(key[at++] != 0);
+        case tag_missing:
+            return expr::Value::missing();
+        default:
+            break;
+    }
+    at = key.size() + 1;  // malformed: nothing more decodes, and valid_key() sees it
+    return expr::Value::missing();
+}
+
+bool Aggregator::valid_key(std::string_view key) const {
+    size_t at = 0;
+    for (size_t k = 0; k < m_config.keys.size(); ++k) {
+        decode_key_value(key, at);
+        if (at > key.size()) return false;
+    }
+    return at == key.size();
+}
+
 void Aggregator::start_message(uint32_t g, std::string_view kind, int64_t time, int64_t now_ns,
                                uint64_t id_hash, unsigned extra_fields,
                                schema::Message::Builder& out,
@@ -804,40 +874,12 @@ void Aggregator::start_message(uint32_t g, std::string_view kind, int64_t time, 
         const KeySpec* spec;
         expr::Value value;
     };
-    Decoded decoded[64];
+    Decoded decoded[k_max_keys];
     size_t count = 0;
-    const char* p = group.key().data();
+    const std::string_view key = group.key();
+    size_t at = 0;
     for (const auto& spec : m_config.keys) {
-        expr::Value v;
-        auto tag = static_cast<uint8_t>(*p++);
-        switch (tag) {
-            case tag_text: {
-                uint32_t size;
-                std::memcpy(&size, p, 4);
-                v = expr::Value::of_text(std::string_view(p + 4, size));
-                p += 4 + size;
-                break;
-            }
-            case tag_int: {
-                int64_t i;
-                std::memcpy(&i, p, 8);
-                v = expr::Value::of_int(i);
-                p += 8;
-                break;
-            }
-            case tag_float: {
-                double f;
-                std::memcpy(&f, p, 8);
-                v = expr::Value::of_float(f);
-                p += 8;
-                break;
-            }
-            case tag_bool:
-                v = expr::Value::of_bool(*p++ != 0);
-                break;
-            default:
-                break;
-        }
+        expr::Value v = decode_key_value(key, at);
         if (spec.kind == KeyKind::source && v.type == expr::Type::text)
             copy_text(out.initSource(static_cast<unsigned>(v.text.size())), v.text);
         else if (spec.kind == KeyKind::gateway && v.type == expr::Type::text)
@@ -859,7 +901,7 @@ void Aggregator::start_message(uint32_t g, std::string_view kind, int64_t time, 
 
 void Aggregator::emit(uint32_t g, uint32_t p, int64_t now_ns, bool evicted) {
     const Pane& pane = m_groups[g].panes[p];
-    const double seconds = static_cast<double>(pane.end - pane.start) / 1e9;
+    const double seconds = seconds_between(pane.start, pane.end);
     // First pass: which aggregates have a value (no values: the field is left out).
     auto value_of_agg = [&](size_t a, expr::Value& out) -> bool {
         const AggSpec& spec = m_config.aggs[a];
@@ -904,7 +946,7 @@ void Aggregator::emit(uint32_t g, uint32_t p, int64_t now_ns, bool evicted) {
                 }
                 if (acc.n < 2 || acc.last_time <= acc.first_time) return false;
                 out = expr::Value::of_float((as_double(acc.last.get()) - as_double(acc.first.get())) /
-                                            (static_cast<double>(acc.last_time - acc.first_time) / 1e9));
+                                            seconds_between(acc.first_time, acc.last_time));
                 return true;
             case AggKind::quantile:
                 if (acc.n == 0) return false;
@@ -991,9 +1033,9 @@ void Aggregator::run_detectors(uint32_t g, int64_t time, int64_t now_ns) {
                     state.n = 1;
                     state.alerted = false;
                 } else if (++state.n >= k_stuck_min_reports && !state.alerted &&
-                           time - state.since >= rule.duration_ns) {
+                           minus(time, state.since) >= rule.duration_ns) {
                     state.alerted = true;
-                    emit_alert(g, rule, time, now_ns, static_cast<double>(time - state.since) / 1e9,
+                    emit_alert(g, rule, time, now_ns, seconds_between(state.since, time),
                                "duration", &v, state.since);
                 }
                 break;
@@ -1042,7 +1084,7 @@ void Aggregator::check_silence(int64_t now_ns) {
             const DetectSpec& rule = m_config.detects[d];
             Detector& state = group.detectors[d];
             if (rule.kind != DetectKind::silence || state.alerted) continue;
-            int64_t silent = m_watermark - group.last_time;
+            int64_t silent = minus(m_watermark, group.last_time);
             if (silent < rule.duration_ns) continue;
             state.alerted = true;
             emit_alert(g, rule, m_watermark, now_ns, static_cast<double>(silent) / 1e9, "duration",
@@ -1226,6 +1268,13 @@ std::optional<std::string> Aggregator::load(std::span<const std::byte> in) {
         return fail("truncated header");
     if (group_count > m_config.max_groups)
         return fail(fmt::format("{} groups, more than --max-groups {}", group_count, m_config.max_groups));
+    // Times are either "never" or within bounds, so that no difference of two overflows.
+    auto valid_time = [](uint64_t bits, bool never_allowed) {
+        auto t = static_cast<int64_t>(bits);
+        return (never_allowed && t == INT64_MIN) || (t >= -k_max_abs_state_ns && t <= k_max_abs_state_ns);
+    };
+    if (!valid_time(max_time, true) || !valid_time(watermark, true) || !valid_time(silence_checked, true))
+        return fail("a clock out of range");
     m_max_time = static_cast<int64_t>(max_time);
     m_watermark = static_cast<int64_t>(watermark);
     m_silence_checked = static_cast<int64_t>(silence_checked);
@@ -1234,17 +1283,21 @@ std::optional<std::string> Aggregator::load(std::span<const std::byte> in) {
                                    : 1024;
     for (uint64_t i = 0; i < group_count; ++i) {
         if (!get_bytes(in, m_key, k_max_state_text)) return fail("truncated group key");
+        if (!valid_key(m_key)) return fail("a malformed group key");
         if (index_find(hash_key(m_key), m_key) != UINT32_MAX) return fail("a group saved twice");
         uint32_t g = find_or_add_group(0);
         Group& group = m_groups[g];
         uint64_t last_time;
         if (!get_u64(in, last_time)) return fail("truncated group");
+        if (!valid_time(last_time, true)) return fail("a group time out of range");
         group.last_time = static_cast<int64_t>(last_time);
         for (Detector& d : group.detectors) {
             uint64_t since, alerted;
             if (!get_u64(in, d.n) || !get_f64(in, d.mean) || !get_f64(in, d.variance) || !get_f64(in, d.m2) ||
                 !get_held(in, d.value) || !get_u64(in, since) || !get_u64(in, alerted))
                 return fail("truncated detector");
+            if (!valid_time(since, false) || !(d.variance >= 0) || !std::isfinite(d.mean))
+                return fail("a detector out of range");
             d.since = static_cast<int64_t>(since);
             d.alerted = alerted != 0;
         }
@@ -1254,7 +1307,13 @@ std::optional<std::string> Aggregator::load(std::span<const std::byte> in) {
             uint64_t start, end, seq, count;
             if (!get_u64(in, start) || !get_u64(in, end) || !get_u64(in, seq) || !get_u64(in, count))
                 return fail("truncated window");
-            if (static_cast<int64_t>(end) <= static_cast<int64_t>(start)) return fail("a window that ends before it starts");
+            if (!valid_time(start, false) || !valid_time(end, false) ||
+                static_cast<int64_t>(end) <= static_cast<int64_t>(start))
+                return fail("a window out of range");
+            if (m_config.window != WindowKind::session &&
+                (static_cast<int64_t>(end) - static_cast<int64_t>(start) != m_config.size_ns ||
+                 static_cast<int64_t>(start) % m_config.hop_ns != 0))
+                return fail("a window not on this --window and --hop");
             uint32_t p = open_pane(g, static_cast<int64_t>(start), static_cast<int64_t>(end));
             Pane& pane = m_groups[g].panes[p];
             pane.seq = seq;
@@ -1268,6 +1327,8 @@ std::optional<std::string> Aggregator::load(std::span<const std::byte> in) {
                     return fail("truncated aggregate");
                 acc.int_sum = static_cast<int64_t>(int_sum);
                 acc.all_int = all_int != 0;
+                if (!valid_time(first_time, false) || !valid_time(last_time_acc, false))
+                    return fail("an aggregate time out of range");
                 acc.first_time = static_cast<int64_t>(first_time);
                 acc.last_time = static_cast<int64_t>(last_time_acc);
                 if (acc.sketch && !acc.sketch->read(in)) return fail("bad percentile sketch");

@@ -165,6 +165,8 @@ class Aggregator {
                        unsigned& next);
     void finish_frame();
     void clear_state();
+    static expr::Value decode_key_value(std::string_view key, size_t& at);
+    bool valid_key(std::string_view key) const;
 
     AggregatorConfig m_config;
     Log& m_log;

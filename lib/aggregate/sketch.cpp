@@ -18,6 +18,7 @@ constexpr uint64_t mix64(uint64_t x) {
 
 // Bigger than any sane sketch: guards --state reading against absurd lengths.
 constexpr uint64_t k_max_state_buckets = 1 << 20;
+constexpr int64_t k_max_state_offset = 1 << 20;
 
 }  // namespace
 
@@ -292,7 +293,10 @@ bool DDSketch::read(std::span<const std::byte>& in) {
         if (!get_u64(in, offset) || !get_u64(in, size) || size > k_max_state_buckets ||
             size > k_max_buckets || size * 8 > in.size())
             return false;
-        store->offset = static_cast<int32_t>(static_cast<int64_t>(offset));
+        // Real indexes lie within +-36,000 (doubles at 1 %); anything far beyond is damage.
+        auto signed_offset = static_cast<int64_t>(offset);
+        if (signed_offset < -k_max_state_offset || signed_offset > k_max_state_offset) return false;
+        store->offset = static_cast<int32_t>(signed_offset);
         store->counts.resize(size);
         for (auto& c : store->counts) {
             get_u64(in, c);

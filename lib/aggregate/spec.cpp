@@ -199,6 +199,7 @@ std::vector<AggSpec> parse_aggregates(std::string_view text) {
 std::vector<KeySpec> parse_keys(const std::vector<std::string>& items) {
     std::vector<KeySpec> keys;
     std::set<std::string> seen;
+    if (items.size() > k_max_keys) throw usage(fmt::format("--by takes at most {} keys", k_max_keys));
     for (const auto& raw : items) {
         auto name = field_name(raw);
         if (!name) throw usage(fmt::format("bad --by key '{}': expected source, gateway, kind or a field name", raw));

@@ -43,6 +43,8 @@ struct KeySpec {
     std::string name;  // the field's name; for headers "source", "gateway", "kind"
 };
 
+constexpr size_t k_max_keys = 16;
+
 // --by items (comma lists already split): source, gateway, kind, or any field name.
 std::vector<KeySpec> parse_keys(const std::vector<std::string>& items);
 
