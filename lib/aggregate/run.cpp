@@ -202,6 +202,8 @@ int run(const AggregateOptions& options, cli::ToolContext& context) {
     for (;;) {
         wire::Next next = source->next(wire::Wait::no, frame);
         if (next == wire::Next::idle) {
+            // The input just went quiet: --idle counts from here.
+            if (!idle_closed) last_input_ns = wall_clock_ns();
             flush_all();
             publish();
             if (!timers) {
@@ -259,7 +261,7 @@ int run(const AggregateOptions& options, cli::ToolContext& context) {
         if (in >= k_publish_every) {
             publish();
             now_ns = wall_clock_ns();
-            last_input_ns = now_ns;
+            last_input_ns = now_ns;  // busy input is not idle
             if (timers) on_timers(now_ns);
             auto now = std::chrono::steady_clock::now();
             if (now - last_flush >= k_linger) {
