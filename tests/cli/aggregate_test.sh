@@ -144,6 +144,25 @@ expect_eq "p99 within 1%" true "$(check_rel "$(jq .p99_temperature sk.jsonl)" "$
 expect_eq "distinct (exact while small)" "$exact_distinct" "$(jq .distinct_humidity sk.jsonl)"
 expect_eq "stddev" true "$(check_rel "$(jq .stddev_temperature sk.jsonl)" "$exact_sd" 1e-9)"
 
+begin "--metrics: in, out, late and windows"
+mkfifo metered.fifo
+mh-aggregate --window 10s --lateness 1s --by source --in metered.fifo --metrics 127.0.0.1:0 > /dev/null 2> metered.err &
+pid=$!; BACKGROUND_PIDS+=("$pid")
+exec 7> metered.fifo
+wait_until 10 grep -q 'metrics on port' metered.err || fail "no metrics port: $(cat metered.err)"
+port=$(grep -o 'metrics on port [0-9]*' metered.err | grep -o '[0-9]*$')
+cat ooo.frames >&7
+counted() { scrape_metrics "$port" metrics.txt && grep -q '^mh_messages_in_total 11$' metrics.txt; }
+wait_until 20 counted || fail "in counter never reached 11: $(grep mh_messages metrics.txt)"
+m=$(cat metrics.txt)
+expect_contains "late" "mh_aggregate_late_total 2" "$m"
+expect_contains "late dropped without --late" 'mh_dropped_total{reason="late"} 2' "$m"
+expect_contains "windows closed by the watermark" "mh_aggregate_windows_total 2" "$m"
+expect_contains "out" "mh_messages_out_total 2" "$m"
+exec 7>&-
+wait_pid_exit 20 "$pid"
+expect_eq "exit code" 0 "$EXIT_CODE"
+
 begin "bad options: usage errors name what is wrong"
 mh-aggregate < /dev/null 2> err.txt; code=$?
 expect_eq "no window: exit" 64 "$code"
