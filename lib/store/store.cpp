@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include "expr/glob.h"
 #include "store/layout.h"
 
 #include <capnp/serialize.h>
@@ -351,6 +352,62 @@ std::optional<MessageId> Store::last_id() {
     MessageId id;
     std::memcpy(id.data(), key.mv_data, std::min(key.mv_size, id.size()));
     return id;
+}
+
+std::vector<std::string> Store::sources_matching(std::string_view pattern) {
+    Snapshot snapshot(*this);
+    Cursor cursor(snapshot.txn(), m_tables.by_source);
+    std::vector<std::string> sources;
+    size_t literal = pattern.find_first_of("*?[\\");
+    MDB_val key{}, value{};
+    if (literal == std::string_view::npos) {
+        key = to_val(as_bytes(source_key(pattern)));
+        if (cursor.move(MDB_SET, key, value)) sources.emplace_back(pattern);
+        return sources;
+    }
+    std::string_view prefix = pattern.substr(0, literal);
+    bool more;
+    if (prefix.empty()) {
+        more = cursor.move(MDB_FIRST, key, value);
+    } else {
+        key = to_val(as_bytes(prefix));
+        more = cursor.move(MDB_SET_RANGE, key, value);
+    }
+    for (; more; more = cursor.move(MDB_NEXT_NODUP, key, value)) {
+        std::string_view name = source_from_key({static_cast<const char*>(key.mv_data), key.mv_size});
+        if (!name.starts_with(prefix)) break;  // keys are in byte order: past the prefix, done
+        if (expr::glob_match(pattern, name)) sources.emplace_back(name);
+    }
+    return sources;
+}
+
+std::optional<Store::TimeRange> Store::source_time_range(std::string_view source, int64_t from_ns, int64_t to_ns) {
+    Snapshot snapshot(*this);
+    Cursor cursor(snapshot.txn(), m_tables.by_source);
+    auto time_of = [](const MDB_val& value) {
+        return value.mv_size == k_time_key_bytes ? decode_time(static_cast<const std::byte*>(value.mv_data))
+                                                 : std::numeric_limits<int64_t>::min();
+    };
+    Bytes name = as_bytes(source_key(source));
+    TimeKey from = time_key(from_ns, {});
+    MDB_val key = to_val(name), value = to_val(bytes_of(from));
+    if (!cursor.move(MDB_GET_BOTH_RANGE, key, value)) return std::nullopt;
+    int64_t first = time_of(value);
+    if (first >= to_ns) return std::nullopt;
+
+    // The last entry before `to`: the one before the first at or after it, or the source's last.
+    TimeKey to = time_key(to_ns, {});
+    key = to_val(name);
+    value = to_val(bytes_of(to));
+    bool found;
+    if (to_ns != std::numeric_limits<int64_t>::max() && cursor.move(MDB_GET_BOTH_RANGE, key, value)) {
+        found = cursor.move(MDB_PREV_DUP, key, value);
+    } else {
+        key = to_val(name);
+        found = cursor.move(MDB_SET, key, value) && cursor.move(MDB_LAST_DUP, key, value);
+    }
+    if (!found) return std::nullopt;
+    return TimeRange{first, time_of(value)};
 }
 
 RetainResult Store::retain(const Retention& retention) {

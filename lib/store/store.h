@@ -173,6 +173,18 @@ public:
                         const std::function<void(const wire::Frame&)>& each);
     std::optional<MessageId> last_id();
 
+    // The stored sources that `pattern` names: itself when it has no glob characters
+    // (* ? [ \) and is stored, otherwise those it matches, in byte order. Reads the source
+    // index's keys only, from the pattern's literal prefix on.
+    std::vector<std::string> sources_matching(std::string_view pattern);
+
+    // The event times of the first and last message of `source` in [from_ns, to_ns), from
+    // the source index (two cursor positionings); nullopt when it has none there.
+    struct TimeRange {
+        int64_t first_ns, last_ns;
+    };
+    std::optional<TimeRange> source_time_range(std::string_view source, int64_t from_ns, int64_t to_ns);
+
     // Deletes the oldest messages (by event time) with their index entries until the
     // retention holds, in transactions of a bounded size so readers and appenders go on.
     RetainResult retain(const Retention& retention);

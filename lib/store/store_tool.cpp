@@ -4,6 +4,7 @@
 #include "json/json_codec.h"
 #include "message/time.h"
 #include "store/append.h"
+#include "store/plot.h"
 #include "store/store.h"
 #include "text/text_sink.h"
 #include "wire/fd_output.h"
@@ -349,6 +350,44 @@ int run_check(const CheckCommand& command, cli::ToolContext& context) {
     if (report.sound()) return 0;
     context.log().error("'{}' has {} problems in {} messages", command.db, report.problems, report.messages);
     return static_cast<int>(ExitCode::data);
+}
+
+}  // namespace mh::store
+
+namespace mh::store {
+
+int run_plot(const PlotCommand& command, cli::ToolContext& context) {
+    PlotSpec spec;
+    spec.sources = command.sources;
+    spec.fields = command.fields;
+    spec.units = command.units;
+    spec.width = command.width;
+    spec.height = command.height;
+    spec.title = command.title;
+    spec.stop = &context.stop();
+    int64_t now = wall_clock_ns();
+    if (!command.from.empty()) {
+        auto from = parse_query_time(command.from, now);
+        if (!from) usage(fmt::format("--from '{}': expected RFC 3339, integer ns, now, or -DURATION", command.from));
+        spec.from_ns = *from;
+    }
+    if (!command.to.empty()) {
+        auto to = parse_query_time(command.to, now);
+        if (!to) usage(fmt::format("--to '{}': expected RFC 3339, integer ns, now, or -DURATION", command.to));
+        spec.to_ns = *to;
+    }
+    Store store(command.db, StoreConfig{});
+    PlotResult result = plot(store, spec);
+    for (const auto& pattern : result.unmatched) context.log().warn("--source '{}' names no stored source", pattern);
+    for (const auto& series : result.series)
+        if (!series.values) context.log().warn("{} has no numeric '{}' in the time range", series.source, series.field);
+    context.log().debug("plot read {} index entries for {} lines of {} points at most", result.entries_read,
+                        result.series.size(), 2 * result.plot_columns);
+    // Drawn in memory first: a failure leaves no half-written chart behind.
+    wire::FdOutput output(context.open_output_fd(command.output));
+    output.append(result.svg);
+    output.flush();
+    return 0;
 }
 
 }  // namespace mh::store

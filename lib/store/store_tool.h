@@ -2,6 +2,7 @@
 //   append  frames from stdin or --in into the store, group committed
 //   query   frames (or JSON, CSV, text) out of it, by time, source and expression
 //   tail    history in the order it came, then what is appended (--follow), paced or not
+//   plot    an SVG chart of fields of sources over time
 //   stat    what is in it;   check   whether it is sound;   retain  drop the oldest
 #pragma once
 
@@ -57,6 +58,17 @@ struct TailCommand {
     std::vector<std::string> columns;
 };
 
+struct PlotCommand {
+    std::string db;
+    std::vector<std::string> sources;  // names or globs
+    std::vector<std::string> fields;
+    std::vector<std::string> units;
+    std::string from, to;
+    unsigned width = 960, height = 480;
+    std::string title;
+    std::string output = "-";  // the SVG file, - for stdout
+};
+
 struct RetainCommand {
     std::string db;
     std::string max_age;   // a duration of event time before now: 30d, 12h
@@ -69,6 +81,7 @@ int run_stat(const StatCommand& command, cli::ToolContext& context);
 int run_check(const CheckCommand& command, cli::ToolContext& context);
 int run_retain(const RetainCommand& command, cli::ToolContext& context);
 int run_tail(const TailCommand& command, cli::ToolContext& context);
+int run_plot(const PlotCommand& command, cli::ToolContext& context);
 
 // A time on the command line: what parse_time_arg takes (RFC 3339, integer ns, now), or a
 // duration relative to `now_ns` with its sign: "-1h" is an hour ago, "+5m" in five minutes.

@@ -1,4 +1,4 @@
-// mh-store: durable message history in LMDB. Subcommands append, query, tail, stat, check and retain;
+// mh-store: durable message history in LMDB. Subcommands append, query, tail, plot, stat, check and retain;
 // the work is in lib/store.
 #include "store/store_tool.h"
 
@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     store::CheckCommand check;
     store::RetainCommand retain;
     store::TailCommand tail;
+    store::PlotCommand plot;
 
     CLI::App app{"Durable message history in LMDB: append frames, query them by time, source and "
                  "expression, and look at the store",
@@ -93,6 +94,25 @@ int main(int argc, char** argv) {
     tail_app->add_option("--columns", tail.columns, "CSV output columns (default: the first message's)")
         ->delimiter(',');
 
+    auto* plot_app = app.add_subcommand("plot", "Draw fields of sources over event time as an SVG line chart");
+    plot_app->add_option("--db", plot.db, "Store directory")->required();
+    plot_app->add_option("--source", plot.sources, "A source, or a glob of sources (repeatable)")->required();
+    plot_app->add_option("--field", plot.fields, "A numeric field to draw (repeatable)")->required();
+    plot_app->add_option("--from", plot.from, "Earliest event time (inclusive), as for query; default: the data's first");
+    plot_app->add_option("--to", plot.to, "Latest event time (exclusive), as for query; default: after the data's last");
+    plot_app->add_option("--unit", plot.units, "The unit of the values: one for every field, or one per --field");
+    plot_app->add_option("--width", plot.width, "Picture width in pixels")
+        ->capture_default_str()
+        ->check(CLI::Range(240u, 20000u));
+    plot_app->add_option("--height", plot.height, "Picture height in pixels")
+        ->capture_default_str()
+        ->check(CLI::Range(100u, 20000u));
+    plot_app->add_option("--title", plot.title, "The chart's title (default: its fields and sources)");
+    plot_app->add_option("-o,--output", plot.output, "The SVG file to write (- for stdout)")->capture_default_str();
+    plot_app->add_option("--log-level", common.log_level, "error, warn, info or debug")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"error", "warn", "warning", "info", "debug"}));
+
     auto* stat_app = app.add_subcommand("stat", "Show what the store holds");
     stat_app->add_option("--db", stat.db, "Store directory")->required();
     stat_app->add_flag("--json", stat.json, "One JSON object instead of text");
@@ -125,6 +145,7 @@ int main(int argc, char** argv) {
         if (*stat_app) return store::run_stat(stat, context);
         if (*retain_app) return store::run_retain(retain, context);
         if (*tail_app) return store::run_tail(tail, context);
+        if (*plot_app) return store::run_plot(plot, context);
         return store::run_check(check, context);
     });
 }
