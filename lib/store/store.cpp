@@ -461,6 +461,11 @@ RetainResult Store::retain(const Retention& retention) {
     return result;
 }
 
+uint64_t Store::message_count() {
+    Snapshot snapshot(*this);
+    return snapshot.txn().stat(m_tables.messages).ms_entries;
+}
+
 Stats Store::stat(size_t top_sources) {
     Snapshot snapshot(*this);
     const Txn& txn = snapshot.txn();

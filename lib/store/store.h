@@ -190,6 +190,7 @@ public:
     RetainResult retain(const Retention& retention);
 
     Stats stat(size_t top_sources = 10);
+    uint64_t message_count();  // from the table's own count: no scan
     CheckReport check(size_t max_details = 20);
 
     Env& env() { return *m_env; }

@@ -5,6 +5,7 @@
 #include "message/time.h"
 #include "store/append.h"
 #include "store/plot.h"
+#include "store/progress.h"
 #include "store/store.h"
 #include "text/text_sink.h"
 #include "wire/fd_output.h"
@@ -92,6 +93,11 @@ std::unique_ptr<wire::FrameSink> open_sink(const QueryCommand& command, const st
     return context.open_frame_sink(spec);
 }
 
+ProgressMode progress_mode(bool on, bool off) {
+    if (on && off) usage("--progress and --no-progress: give one of them");
+    return on ? ProgressMode::on : off ? ProgressMode::off : ProgressMode::automatic;
+}
+
 std::string time_text(const std::optional<int64_t>& time_ns) {
     return time_ns ? format_rfc3339(*time_ns) : std::string("-");
 }
@@ -171,8 +177,18 @@ int run_query(const QueryCommand& command, cli::ToolContext& context) {
     for (const auto& spec : outputs) sinks.push_back(open_sink(command, spec, context));
     TeeSink sink(std::move(sinks));
 
-    QueryResult result = store.query(query, sink);
+    // How many there are is known without counting only when the query takes everything.
+    std::optional<uint64_t> total;
+    ProgressMode mode = progress_mode(command.progress, command.no_progress);
+    if (!query.where && !query.source && command.from.empty() && command.to.empty()) {
+        total = store.message_count();
+        if (query.limit) total = std::min(*total, query.limit);
+    }
+    Progress progress("query", mode, STDERR_FILENO, total);
+    ProgressSink counted(sink, progress);
+    QueryResult result = store.query(query, progress.enabled() ? static_cast<wire::FrameSink&>(counted) : sink);
     sink.flush();
+    progress.finish();
     context.log().debug("query read {} index entries and wrote {} messages", result.entries_read, result.matched);
     return 0;
 }
@@ -257,6 +273,9 @@ int run_tail(const TailCommand& command, cli::ToolContext& context) {
         context.log().debug("following from {}",
                             after ? "after " + std::string(text, format_id(*after, text)) : std::string("the first message"));
     }
+    std::optional<uint64_t> total;
+    if (!command.follow && !from) total = store.message_count();
+    Progress progress("tail", progress_mode(command.progress, command.no_progress), STDERR_FILENO, total);
     const StopFlag& stop = context.stop();
     Pacer pacer(command.speed);
     uint64_t written = 0;
@@ -269,6 +288,7 @@ int run_tail(const TailCommand& command, cli::ToolContext& context) {
             }
             sink.write(frame);
             ++written;
+            progress.add();
         });
         if (scan.last) after = scan.last;
         sink.flush();
@@ -277,6 +297,7 @@ int run_tail(const TailCommand& command, cli::ToolContext& context) {
         if (!command.follow) break;
         if (!sleep_until(std::chrono::steady_clock::now() + k_follow_poll, stop)) break;
     }
+    progress.finish();
     if (stop.load()) context.log().info("stopped after {} messages", written);
     return 0;
 }

@@ -36,6 +36,7 @@ struct QueryCommand {
     std::string format = "frames";  // frames, json, csv, text
     std::string time_format = "ns";
     std::vector<std::string> columns;
+    bool progress = false, no_progress = false;  // force progress on stderr on or off
 };
 
 struct StatCommand {
@@ -56,6 +57,7 @@ struct TailCommand {
     std::string format = "frames";
     std::string time_format = "ns";
     std::vector<std::string> columns;
+    bool progress = false, no_progress = false;
 };
 
 struct PlotCommand {

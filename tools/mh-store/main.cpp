@@ -75,6 +75,8 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"ns", "rfc3339"}));
     query_app->add_option("--columns", query.columns, "CSV output columns (default: the first message's)")
         ->delimiter(',');
+    query_app->add_flag("--progress", query.progress, "Show progress on stderr even when it is not a terminal");
+    query_app->add_flag("--no-progress", query.no_progress, "No progress on stderr, even on a terminal");
 
     auto* tail_app = app.add_subcommand("tail", "Write stored messages in the order they came, then follow new ones");
     cli::add_common_options(*tail_app, common, cli::Streams::out_only);
@@ -93,6 +95,8 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"ns", "rfc3339"}));
     tail_app->add_option("--columns", tail.columns, "CSV output columns (default: the first message's)")
         ->delimiter(',');
+    tail_app->add_flag("--progress", tail.progress, "Show progress on stderr even when it is not a terminal");
+    tail_app->add_flag("--no-progress", tail.no_progress, "No progress on stderr, even on a terminal");
 
     auto* plot_app = app.add_subcommand("plot", "Draw fields of sources over event time as an SVG line chart");
     plot_app->add_option("--db", plot.db, "Store directory")->required();
