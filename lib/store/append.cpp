@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <optional>
+#include <thread>
 
 namespace mh::store {
 
@@ -116,14 +118,7 @@ private:
     void commit() {
         if (!m_batch.empty()) {
             auto started = Clock::now();
-            CommitResult result;
-            try {
-                result = m_store.commit(m_batch);
-            } catch (const Error& e) {
-                throw Error(e.code(), fmt::format("stopped appending to '{}': {}; everything committed before is "
-                                                  "kept, the {} messages of the batch in progress were not stored",
-                                                  m_store.directory(), e.what(), m_batch.size()));
-            }
+            CommitResult result = commit_or_wait();
             auto elapsed = Clock::now() - started;
             if (result.map_growths)
                 m_log.info("the store's map grew to {} MiB", m_store.map_bytes() >> 20);
@@ -143,6 +138,41 @@ private:
         if (m_options.dead_letter) m_options.dead_letter->flush();
         apply_retention();
         publish();
+    }
+
+    // Commits the batch. A full store either ends the append or, with wait_for_room_ns,
+    // holds the batch and the input (the writer upstream blocks) and tries again.
+    CommitResult commit_or_wait() {
+        auto stopped = [&] { return m_options.stop && m_options.stop->load(std::memory_order_relaxed); };
+        auto give_up = [&](const Error& e) {
+            return Error(e.code(), fmt::format("stopped appending to '{}': {}; everything committed before is "
+                                               "kept, the {} messages of the batch in progress were not stored",
+                                               m_store.directory(), e.what(), m_batch.size()));
+        };
+        std::optional<Clock::time_point> waiting_since;
+        for (;;) {
+            try {
+                CommitResult result = m_store.commit(m_batch);
+                if (waiting_since)
+                    m_log.info("there is room again: committed the held batch after {:.1f} s",
+                               std::chrono::duration<double>(Clock::now() - *waiting_since).count());
+                return result;
+            } catch (const StoreFull& e) {
+                auto now = Clock::now();
+                if (!waiting_since) {
+                    waiting_since = now;
+                    if (m_options.wait_for_room_ns > 0)
+                        m_log.error("{}; holding the input and trying again every {} s for up to {} s", e.what(),
+                                    k_full_retry_ns / 1'000'000'000, m_options.wait_for_room_ns / 1'000'000'000);
+                }
+                if (now - *waiting_since >= std::chrono::nanoseconds(m_options.wait_for_room_ns) || stopped())
+                    throw give_up(e);
+                auto until = now + std::chrono::nanoseconds(k_full_retry_ns);
+                while (Clock::now() < until && !stopped()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            } catch (const Error& e) {
+                throw give_up(e);
+            }
+        }
     }
 
     enum class Force { no, yes };

@@ -7,6 +7,9 @@
 #include <fmt/format.h>
 #include <kj/exception.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -81,6 +84,33 @@ uint64_t read_u64(std::optional<Bytes> value) {
 bool path_exists(const std::string& path) {
     struct stat info{};
     return ::stat(path.c_str(), &info) == 0;
+}
+
+// LMDB maps its lock file and writes reader slots through the mapping: on a full file
+// system (tmpfs, or any with sparse files) a page of it not yet backed by storage is a
+// SIGBUS, not an error. Backing the whole file first turns that into ENOSPC here.
+// Best effort for readers, who may not be allowed to write in the directory.
+constexpr off_t k_lock_file_bytes = 8192;  // what LMDB makes for its default 126 readers
+
+// The bytes free on the file system holding `path`, if it can be told.
+std::optional<uint64_t> free_bytes(const std::string& path) {
+    struct statvfs fs{};
+    if (::statvfs(path.c_str(), &fs) != 0) return std::nullopt;
+    return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+}
+
+void back_lock_file(const std::string& directory, bool writable) {
+    std::string path = directory + "/lock.mdb";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return;  // LMDB will say why it cannot open it
+    struct stat info{};
+    int rc = ::fstat(fd, &info) == 0 ? ::posix_fallocate(fd, 0, std::max<off_t>(info.st_size, k_lock_file_bytes)) : 0;
+    ::close(fd);
+    if (writable && (rc == ENOSPC || rc == EDQUOT))
+        throw StoreFull(StoreFull::Room::disk,
+                        fmt::format("the file system holding '{}' is full ({} bytes free): there is no room even "
+                                    "for its lock file; free space there",
+                                    directory, free_bytes(directory).value_or(0)));
 }
 
 }  // namespace
@@ -169,7 +199,16 @@ Store::Store(const std::string& directory, const StoreConfig& config) : m_direct
     env_config.sync = config.sync;
     env_config.map_bytes = writable ? std::max(std::min(config.initial_map_bytes, config.max_map_bytes), k_min_map_bytes)
                                     : 0;
-    m_env = std::make_unique<Env>(directory, env_config);
+    back_lock_file(directory, writable);
+    try {
+        m_env = std::make_unique<Env>(directory, env_config);
+    } catch (const LmdbError& e) {
+        auto free = free_bytes(directory);
+        if (writable && (e.rc() == ENOSPC || e.rc() == EDQUOT || (e.rc() == EIO && free.value_or(0) < k_disk_slack_bytes)))
+            throw StoreFull(StoreFull::Room::disk, fmt::format("the file system holding '{}' is full ({} bytes free; {}): "
+                                                               "free space there", directory, free.value_or(0), e.what()));
+        throw;
+    }
     m_map_bytes = m_env->info().me_mapsize;
 
     Txn txn(*m_env, writable ? Txn::Kind::write : Txn::Kind::read);
@@ -202,15 +241,29 @@ void Store::follow_resize() {
     m_map_bytes = m_env->info().me_mapsize;
 }
 
-void Store::grow_map(const char* why) {
+void Store::grow_map() {
     std::unique_lock held(m_map_mutex);
     size_t current = m_env->info().me_mapsize;
     if (current >= m_config.max_map_bytes)
-        throw Error(ExitCode::io, fmt::format("the store '{}' is full: {} bytes, its limit ({})", m_directory,
-                                              current, why));
+        throw StoreFull(StoreFull::Room::map,
+                        fmt::format("the store '{}' is full: its map reached the limit of {} bytes (--max-size); "
+                                    "raise --max-size, or keep less with --retain-size or --retain-age",
+                                    m_directory, current));
     size_t next = std::min(current * 2, m_config.max_map_bytes);
     m_env->set_map_bytes(next);
     m_map_bytes = m_env->info().me_mapsize;
+}
+
+// When a failed write means the file system is full, the bytes still free there. LMDB
+// reports a short write (the disk filled in the middle of one) as EIO, so EIO counts as
+// full when there is not room for the batch twice over and some pages to spare.
+std::optional<uint64_t> Store::disk_full(int rc, size_t batch_bytes) const {
+    if (rc != ENOSPC && rc != EDQUOT && rc != EIO && rc != EFBIG) return std::nullopt;
+    auto known = free_bytes(m_directory);
+    if (!known) return rc == EIO ? std::nullopt : std::optional<uint64_t>(0);
+    uint64_t free = *known;
+    if (rc == EIO && free >= 2 * batch_bytes + k_disk_slack_bytes) return std::nullopt;
+    return free;
 }
 
 CommitResult Store::commit(const Batch& batch) {
@@ -241,10 +294,15 @@ CommitResult Store::commit(const Batch& batch) {
         } catch (const LmdbError& e) {
             // The transaction was aborted as it unwound: nothing of this batch is stored.
             if (e.rc() == MDB_MAP_FULL) {
-                grow_map("raise --max-size, or free disk space");
+                grow_map();
                 ++result.map_growths;
             } else if (e.rc() == MDB_MAP_RESIZED) {
                 follow_resize();
+            } else if (auto free = disk_full(e.rc(), batch.bytes())) {
+                throw StoreFull(StoreFull::Room::disk,
+                                fmt::format("the file system holding '{}' is full ({} bytes free; {}): free space "
+                                            "there, or keep less with --retain-size or --retain-age",
+                                            m_directory, *free, e.what()));
             } else {
                 throw;
             }

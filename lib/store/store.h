@@ -29,6 +29,8 @@ namespace mh::store {
 constexpr size_t k_initial_map_bytes = size_t{64} << 20;  // grows by doubling as needed
 constexpr size_t k_max_map_bytes = size_t{1} << 40;       // 1 TiB of address space
 constexpr size_t k_min_map_bytes = size_t{64} << 10;
+// Free space below which a failed write (EIO: LMDB's word for a short write) means a full disk.
+constexpr size_t k_disk_slack_bytes = size_t{4} << 20;
 
 enum class Create { no, yes };
 
@@ -38,6 +40,19 @@ struct StoreConfig {
     Create create = Create::no;  // read_write only: make the directory and tables if missing
     size_t initial_map_bytes = k_initial_map_bytes;
     size_t max_map_bytes = k_max_map_bytes;  // growing past this is a full store (exit 74)
+};
+
+// A commit failed for want of room: the map reached --max-size (Room::map), or the file
+// system holding the store is full (Room::disk). Nothing of the batch was stored; it may
+// be committed again once there is room.
+class StoreFull : public Error {
+public:
+    enum class Room { map, disk };
+    StoreFull(Room room, const std::string& what) : Error(ExitCode::io, what), m_room(room) {}
+    Room room() const { return m_room; }
+
+private:
+    Room m_room;
 };
 
 // Why a frame was not taken into a batch.
@@ -160,7 +175,8 @@ public:
 
     // One transaction for the whole batch; duplicates are skipped. When the map is full it
     // grows (doubling, up to max_map_bytes) and the batch is tried again. A full disk or
-    // store throws LmdbError/Error(io) and leaves the store as the last commit left it.
+    // store throws StoreFull and leaves the store as the last commit left it. Other
+    // failures throw LmdbError.
     CommitResult commit(const Batch& batch);
 
     // Frames in event-time order (within the source for a source query) go to `sink`.
@@ -204,7 +220,8 @@ public:
 
 private:
     class Snapshot;
-    void grow_map(const char* why);
+    void grow_map();
+    std::optional<uint64_t> disk_full(int rc, size_t batch_bytes) const;
     void follow_resize();
 
     std::string m_directory;

@@ -123,6 +123,12 @@ int run_append(const AppendCommand& command, cli::ToolContext& context) {
     options.linger_ns = *linger;
     options.limits = context.limits();
     options.retention = parse_retention(command.retain_age, "--retain-age", command.retain_size, "--retain-size");
+    if (!command.wait_for_room.empty()) {
+        auto wait = parse_duration_ns(command.wait_for_room);
+        if (!wait) usage(fmt::format("--wait-for-room '{}': expected a duration such as 10m", command.wait_for_room));
+        options.wait_for_room_ns = *wait;
+    }
+    options.stop = &context.stop();
 
     // Options first, then the input, then the store: a bad spec fails before anything is created.
     auto source = context.open_frame_source(context.options().in);

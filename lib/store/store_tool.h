@@ -25,6 +25,7 @@ struct AppendCommand {
     std::string max_size;         // largest the store may grow (bytes, or 512M, 20G, ...)
     std::string retain_age;       // as it runs, delete what is older than this (30d)
     std::string retain_size;      // as it runs, delete the oldest beyond this many frame bytes
+    std::string wait_for_room;    // a full store: hold the input this long, trying again (default: stop at once)
 };
 
 struct QueryCommand {

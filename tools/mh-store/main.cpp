@@ -53,6 +53,9 @@ int main(int argc, char** argv) {
                            "As it runs, delete messages whose event time is older than this (30d), as retain does");
     append_app->add_option("--retain-size", append.retain_size,
                            "As it runs, delete the oldest messages beyond this many frame bytes (K, M, G, T)");
+    append_app->add_option("--wait-for-room", append.wait_for_room,
+                           "When the disk or --max-size is full, hold the input this long, trying again every "
+                           "second (default: stop at once with exit 74)");
 
     auto* query_app = app.add_subcommand("query", "Write stored messages in event-time order");
     cli::add_common_options(*query_app, common, cli::Streams::out_only);
