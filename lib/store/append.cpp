@@ -23,6 +23,8 @@ AppendMetrics::AppendMetrics(metrics::Registry& registry)
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr auto k_idle_poll = std::chrono::microseconds(200);       // looking again for input while a batch gathers
+constexpr auto k_max_group_time = std::chrono::milliseconds(250);  // the longest a batch gathers after a slow commit
 
 // Counts since the last publication, so that metrics cost one atomic add per commit.
 struct Unpublished {
@@ -39,6 +41,10 @@ public:
         wire::Frame frame;
         for (;;) {
             wire::Next next = m_source.next(wire::Wait::no, frame);
+            if (next == wire::Next::idle && hold_for_more()) {
+                std::this_thread::sleep_for(k_idle_poll);
+                continue;
+            }
             if (next == wire::Next::idle) {
                 commit();
                 next = m_source.next(wire::Wait::yes, frame);
@@ -60,6 +66,20 @@ public:
     }
 
 private:
+    // Group commit that grows with the cost of a commit: while a commit takes longer than
+    // --linger (an fsync on a slow disk, a batch touching many pages), a message waits
+    // that long for its commit anyway, so a batch may take as long to gather. Batches
+    // then grow until gathering one takes about as long as committing it, and the cost
+    // of each sync is shared by more messages. Barriers still commit at once.
+    std::chrono::nanoseconds linger() const {
+        return std::max(std::chrono::nanoseconds(m_options.linger_ns), m_commit_time);
+    }
+    // Input went idle: commit now, unless commits are slow and this batch is younger than one.
+    bool hold_for_more() const {
+        return !m_batch.empty() && m_commit_time > std::chrono::nanoseconds(m_options.linger_ns) &&
+               Clock::now() - m_batch_started < m_commit_time;
+    }
+
     void take(const wire::Frame& frame) {
         ++m_counts.frames;
         ++m_unpublished.frames;
@@ -74,7 +94,7 @@ private:
             if (m_batch.size() >= m_options.batch_messages || m_batch.bytes() >= k_max_batch_bytes) {
                 commit();
             } else if (m_batch.size() % k_linger_check_every == 0 &&
-                       Clock::now() - m_batch_started >= std::chrono::nanoseconds(m_options.linger_ns)) {
+                       Clock::now() - m_batch_started >= linger()) {
                 commit();  // a source that is never idle but slow to fill a batch
             }
         }
@@ -120,6 +140,7 @@ private:
             auto started = Clock::now();
             CommitResult result = commit_or_wait();
             auto elapsed = Clock::now() - started;
+            m_commit_time = std::min<std::chrono::nanoseconds>(elapsed, k_max_group_time);
             if (result.map_growths)
                 m_log.info("the store's map grew to {} MiB", m_store.map_bytes() >> 20);
             ++m_counts.commits;
@@ -220,6 +241,7 @@ private:
     AppendMetrics* m_metrics;
     Batch m_batch;
     Clock::time_point m_batch_started;
+    std::chrono::nanoseconds m_commit_time{0};  // of the last commit, bounded
     Clock::time_point m_last_retain;
     bool m_retained_once = false;
     AppendCounts m_counts;

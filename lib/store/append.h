@@ -13,7 +13,7 @@
 
 namespace mh::store {
 
-constexpr size_t k_default_batch_messages = 4096;
+constexpr size_t k_default_batch_messages = 65536;  // a cap: --linger and idle input usually commit first
 constexpr int64_t k_default_linger_ns = 5'000'000;            // 5 ms
 constexpr size_t k_max_batch_bytes = size_t{64} << 20;        // a batch of large frames commits early
 constexpr uint64_t k_linger_check_every = 64;                 // frames between clock reads

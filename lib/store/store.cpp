@@ -42,6 +42,14 @@ wire::Frame aligned_copy(Bytes value, std::vector<capnp::word>& buffer) {
     return {buffer.data(), value.size() / sizeof(capnp::word)};
 }
 
+// The stored frame itself when LMDB placed it on a word boundary (frames are whole words,
+// so in pages of equal-sized frames they all are), else an aligned copy.
+wire::Frame aligned(Bytes value, std::vector<capnp::word>& buffer) {
+    if (reinterpret_cast<uintptr_t>(value.data()) % alignof(capnp::word) == 0 && value.size() % sizeof(capnp::word) == 0)
+        return {reinterpret_cast<const capnp::word*>(value.data()), value.size() / sizeof(capnp::word)};
+    return aligned_copy(value, buffer);
+}
+
 // Stored frames may be larger than today's --max-frame: a frame is read with limits of its own size.
 wire::FrameLimits limits_for(Bytes value) {
     return {std::max(value.size(), wire::k_default_max_frame_bytes)};
@@ -84,6 +92,18 @@ uint64_t read_u64(std::optional<Bytes> value) {
 bool path_exists(const std::string& path) {
     struct stat info{};
     return ::stat(path.c_str(), &info) == 0;
+}
+
+// The last key of a table, the bound past which keys may be appended. A key of another
+// size (a damaged table) disables appending: every key then goes through the search.
+template <class Key>
+std::optional<Key> last_key(Cursor& cursor) {
+    MDB_val key{}, value{};
+    if (!cursor.move(MDB_LAST, key, value)) return std::nullopt;
+    Key last;
+    if (key.mv_size != sizeof(Key)) std::memset(&last, 0xff, sizeof(Key));
+    else std::memcpy(&last, key.mv_data, sizeof(Key));
+    return last;
 }
 
 // LMDB maps its lock file and writes reader slots through the mapping: on a full file
@@ -273,17 +293,60 @@ CommitResult Store::commit(const Batch& batch) {
         try {
             std::shared_lock held(m_map_mutex);
             Txn txn(*m_env, Txn::Kind::write);
-            for (const auto& entry : batch.entries()) {
-                Bytes frame = batch.frame_bytes(entry);
-                if (txn.put(m_tables.messages, bytes_of(entry.id), frame, MDB_NOOVERWRITE) == Txn::Put::exists) {
-                    ++result.duplicates;
-                    continue;
+            m_source_entries.clear();
+            {  // cursors close before the commit, as LMDB wants for write cursors
+                Cursor messages(txn, m_tables.messages), times(txn, m_tables.by_time);
+                // Ids and event times mostly arrive in order: a key after the last stored one
+                // is appended (MDB_APPEND: no search, and full pages rather than split ones).
+                auto last_id = last_key<MessageId>(messages);
+                auto last_time = last_key<TimeKey>(times);
+                for (const auto& entry : batch.entries()) {
+                    Bytes frame = batch.frame_bytes(entry);
+                    bool id_after = !last_id || entry.id > *last_id;
+                    if (messages.put(bytes_of(entry.id), frame, id_after ? MDB_APPEND : MDB_NOOVERWRITE) ==
+                        Txn::Put::exists) {
+                        ++result.duplicates;
+                        continue;
+                    }
+                    if (id_after) last_id = entry.id;
+                    TimeKey key = time_key(entry.time_ns, entry.id);
+                    bool time_after = !last_time || key > *last_time;
+                    times.put(bytes_of(key), {}, time_after ? MDB_APPEND : 0);
+                    if (time_after) last_time = key;
+                    m_source_entries.push_back({source_key(batch.source(entry)), key});
+                    ++result.stored;
+                    result.bytes += frame.size();
                 }
-                TimeKey key = time_key(entry.time_ns, entry.id);
-                txn.put(m_tables.by_time, bytes_of(key), {});
-                txn.put(m_tables.by_source, as_bytes(source_key(batch.source(entry))), bytes_of(key));
-                ++result.stored;
-                result.bytes += frame.size();
+                // The source index in (source, time) order: each put finds its page next to
+                // the previous one's instead of descending the tree at random. Sources are
+                // ranked through a hash table and the entries counting-sorted by rank, which
+                // keeps each source's entries in arrival (mostly time) order: far fewer
+                // string comparisons than sorting the pairs.
+                SourceOrder& order = m_source_order;
+                order.rank.clear();
+                order.names.clear();
+                order.entry_rank.clear();
+                for (const auto& [source, key] : m_source_entries) {
+                    auto [at, added] = order.rank.try_emplace(source, static_cast<uint32_t>(order.names.size()));
+                    if (added) order.names.push_back(source);
+                    order.entry_rank.push_back(at->second);
+                }
+                order.by_name.resize(order.names.size());
+                order.position.resize(order.names.size());
+                for (uint32_t i = 0; i < order.by_name.size(); ++i) order.by_name[i] = i;
+                std::sort(order.by_name.begin(), order.by_name.end(),
+                          [&](uint32_t a, uint32_t b) { return order.names[a] < order.names[b]; });
+                order.start.assign(order.names.size() + 1, 0);
+                for (uint32_t position = 0; position < order.by_name.size(); ++position)
+                    order.position[order.by_name[position]] = position;
+                for (uint32_t rank : order.entry_rank) ++order.start[order.position[rank] + 1];
+                for (size_t i = 1; i < order.start.size(); ++i) order.start[i] += order.start[i - 1];
+                order.sorted.resize(m_source_entries.size());
+                for (size_t i = 0; i < m_source_entries.size(); ++i)
+                    order.sorted[order.start[order.position[order.entry_rank[i]]]++] = static_cast<uint32_t>(i);
+                Cursor sources(txn, m_tables.by_source);
+                for (uint32_t i : order.sorted)
+                    sources.put(as_bytes(m_source_entries[i].first), bytes_of(m_source_entries[i].second));
             }
             if (result.stored) {
                 uint64_t total = read_u64(txn.get(m_tables.meta, as_bytes(k_bytes_key))) + result.bytes;
@@ -321,14 +384,19 @@ QueryResult Store::query(const Query& query, wire::FrameSink& sink) {
     const bool bounded = query.to_ns != std::numeric_limits<int64_t>::max();
 
     // Sends the message `id` on when it passes `where`; false once the query is done.
+    // One cursor for the lookups: ids in time order are mostly in id order too, and LMDB
+    // finds a key on the cursor's current page without descending from the root.
+    Cursor messages(txn, m_tables.messages);
     auto visit = [&](const std::byte* id) {
         ++result.entries_read;
-        auto value = txn.get(m_tables.messages, {id, k_id_bytes});
+        MDB_val id_val = to_val({id, k_id_bytes}), frame_val{};
+        std::optional<Bytes> value;
+        if (messages.move(MDB_SET_KEY, id_val, frame_val)) value = to_bytes(frame_val);
         if (!value)
             throw Error(ExitCode::data, fmt::format("the index names message {}, which is not stored: "
                                                     "run mh-store check",
                                                     id_text(id_span(id))));
-        wire::Frame frame = aligned_copy(*value, buffer);
+        wire::Frame frame = aligned(*value, buffer);
         if (query.where) {
             try {
                 capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count),
@@ -393,7 +461,7 @@ ScanResult Store::scan_ids(const std::optional<MessageId>& after, uint64_t limit
     }
     for (; more && result.count < limit; more = cursor.move(MDB_NEXT, key, value)) {
         Bytes frame_bytes(static_cast<const std::byte*>(value.mv_data), value.mv_size);
-        each(aligned_copy(frame_bytes, buffer));
+        each(aligned(frame_bytes, buffer));
         MessageId id;
         std::memcpy(id.data(), key.mv_data, std::min(key.mv_size, id.size()));
         result.last = id;

@@ -8,6 +8,7 @@
 #include "core/stop.h"
 #include "expr/expr.h"
 #include "message/id.h"
+#include "store/layout.h"
 #include "store/lmdb.h"
 #include "wire/frame.h"
 #include "wire/stream.h"
@@ -21,6 +22,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -232,6 +234,13 @@ private:
     // Read transactions of this process hold it shared; changing the map size (which LMDB
     // allows only with no transaction active in the process) holds it exclusively.
     std::shared_mutex m_map_mutex;
+    std::vector<std::pair<std::string_view, TimeKey>> m_source_entries;  // commit's scratch
+    struct SourceOrder {  // commit's scratch for ordering the source index's writes
+        std::unordered_map<std::string_view, uint32_t> rank;
+        std::vector<std::string_view> names;
+        std::vector<uint32_t> entry_rank, by_name, position, start, sorted;
+    };
+    SourceOrder m_source_order;
 };
 
 }  // namespace mh::store

@@ -18,7 +18,7 @@ namespace mh::store {
 
 struct AppendCommand {
     std::string db;
-    size_t batch = 4096;          // messages per commit at most
+    size_t batch = 65536;         // messages per commit at most
     std::string linger = "5ms";   // longest a message waits for its batch's commit
     std::string sync = "commit";  // commit: fsync per commit; none: the OS writes back
     std::string confirm;          // where committed barriers go (an output spec)

@@ -289,6 +289,7 @@ TEST(Store, AFullStoreStopsWithAnIoErrorAndKeepsWhatWasCommitted) {
         Store store(dir.db(), config);
         AppendOptions options;
         options.batch_messages = 100;
+        options.linger_ns = int64_t{3600} * 1'000'000'000;  // only full batches, however loaded the machine
         try {
             append_all(store, frames, options);
             FAIL() << "20000 messages do not fit in 1 MiB";
