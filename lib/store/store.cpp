@@ -302,7 +302,7 @@ CommitResult Store::commit(const Batch& batch) {
                 auto last_time = last_key<TimeKey>(times);
                 for (const auto& entry : batch.entries()) {
                     Bytes frame = batch.frame_bytes(entry);
-                    bool id_after = !last_id || entry.id > *last_id;
+                    bool id_after = !last_id || std::memcmp(entry.id.data(), last_id->data(), k_id_bytes) > 0;
                     if (messages.put(bytes_of(entry.id), frame, id_after ? MDB_APPEND : MDB_NOOVERWRITE) ==
                         Txn::Put::exists) {
                         ++result.duplicates;
@@ -310,7 +310,7 @@ CommitResult Store::commit(const Batch& batch) {
                     }
                     if (id_after) last_id = entry.id;
                     TimeKey key = time_key(entry.time_ns, entry.id);
-                    bool time_after = !last_time || key > *last_time;
+                    bool time_after = !last_time || std::memcmp(key.data(), last_time->data(), key.size()) > 0;
                     times.put(bytes_of(key), {}, time_after ? MDB_APPEND : 0);
                     if (time_after) last_time = key;
                     m_source_entries.push_back({source_key(batch.source(entry)), key});
