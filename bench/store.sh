@@ -36,6 +36,7 @@ echo "store bench: $N messages, $(( $(stat -c %s "$WORK/in.frames") / N )) bytes
      "$(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 
 timed "append --sync none" "$BIN/mh-store" append --db "$WORK/nosync" --sync none --log-level warn < "$WORK/in.frames"
+sync  # each timed run starts with no dirty pages of another: ext4 would flush them in its fsyncs
 timed "append --sync commit (fsync per group commit)" \
   "$BIN/mh-store" append --db "$WORK/sync" --sync commit --log-level warn < "$WORK/in.frames"
 append_sync_ns=$WALL_NS
@@ -58,6 +59,7 @@ if command -v sqlite3 >/dev/null; then
                            gateway TEXT, kind TEXT, temperature REAL, humidity REAL);
                            CREATE INDEX m_source ON m (source, time);'
   tail -n +2 "$WORK/in.csv" > "$WORK/rows.csv"
+  sync
   printf '.mode csv\nBEGIN;\n.import %s m\nCOMMIT;\n' "$WORK/rows.csv" > "$WORK/import.sql"
   timed "sqlite3 .import of the same CSV, one transaction" sqlite3 "$WORK/side.db" < "$WORK/import.sql"
   sqlite_ns=$WALL_NS
