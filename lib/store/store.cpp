@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include "expr/glob.h"
+#include "wire/frame_opener.h"
 #include "store/layout.h"
 
 #include <capnp/serialize.h>
@@ -139,9 +140,12 @@ void back_lock_file(const std::string& directory, bool writable) {
 // Batch
 
 AddResult Batch::add(const wire::Frame& frame, const wire::FrameLimits& limits) {
-    if (auto reason = wire::check_frame(frame, limits)) return Refused{Refusal::garbled, *reason};
-    capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count), wire::reader_options(limits));
-    auto root = reader.getRoot<schema::Message>();
+    // Opened once: checked by the opener's walk (or Cap'n Proto's checked reader), every part
+    // judged by check_message, then read.
+    wire::FrameOpener opener(limits);
+    if (auto reason = opener.open(frame)) return Refused{Refusal::garbled, *reason};
+    auto root = opener.message();
+    if (auto reason = wire::check_message(root)) return Refused{Refusal::garbled, *reason};
     if (root.getControl().isBarrier()) return BarrierSeen{root.getControl().getBarrier().getNumber()};
 
     auto id = root.getId();
