@@ -504,3 +504,23 @@ TEST(Store, OutOfOrderIdsAndTimesAndDuplicatesInOneBatchAreStoredRight) {
     });
     EXPECT_EQ(ids, (std::vector<MessageId>{id(5), id(10), id(15), id(20), id(30), id(40)}));
 }
+
+TEST(Store, AGarbledFrameIsRefusedAndTheRestIsStored) {
+    auto frames = generate(3);
+    // The root pointer (the word after the segment table) aimed far outside the segment.
+    std::vector<capnp::word> words = frames[1].words;
+    uint32_t far_offset = 0x0ffffff0u << 2;
+    std::memcpy(reinterpret_cast<std::byte*>(words.data()) + 8, &far_offset, sizeof(far_offset));
+    Batch batch;
+    EXPECT_TRUE(std::holds_alternative<Added>(batch.add(frames[0].frame(), {})));
+    auto refused = batch.add(wire::Frame{words.data(), words.size()}, {});
+    ASSERT_TRUE(std::holds_alternative<Refused>(refused));
+    EXPECT_EQ(std::get<Refused>(refused).reason, Refusal::garbled);
+    EXPECT_TRUE(std::holds_alternative<Added>(batch.add(frames[2].frame(), {})));
+    EXPECT_EQ(batch.size(), 2u);
+
+    TempDir dir;
+    Store store(dir.db(), writable());
+    EXPECT_EQ(store.commit(batch).stored, 2u);
+    EXPECT_TRUE(store.check().sound());
+}
