@@ -169,6 +169,7 @@ constexpr std::array<int64_t, 30> k_time_steps = {
 std::string time_label(int64_t t, int64_t step) {
     std::string full = format_rfc3339(t);  // 2026-01-01T12:34:56.789Z
     if (step >= k_day) return full.substr(0, 10);
+    if (step >= k_minute && t % k_day == 0) return full.substr(5, 5);  // midnight: the day, 01-02
     if (step >= k_minute) return full.substr(11, 5);
     if (step >= k_second) return full.substr(11, 8);
     // sub-second: seconds and milliseconds
