@@ -1,0 +1,88 @@
+#include "stream/stream_tool.h"
+
+#include "relay/pump.h"
+
+#include <cstdlib>
+
+namespace mh::stream {
+
+void add_mapping_options(CLI::App& app, MappingArgs& args) {
+    auto& m = args.mapping;
+    app.add_option("--source-key", m.source_key,
+                   "A record field whose value is the message's source (dotted for nested: device.id); "
+                   "it is taken out of the fields");
+    app.add_option("--kind-key", m.kind_key, "A record field whose value is the message's kind");
+    app.add_option("--kind", m.kind, "The kind of messages that get none from the record, the topic or --kind-key");
+    app.add_option("--time-key", m.time_key,
+                   "A record field whose value is the event time: epoch seconds, ms, us or ns, or RFC 3339 text");
+    app.add_option("--time-unit", args.time_unit,
+                   "The unit of epoch numbers under --time-key: s, ms, us, ns, or auto (by magnitude)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"auto", "s", "ms", "us", "ns"}));
+}
+
+void add_mqtt_options(CLI::App& app, MqttCommand& command) {
+    auto& o = command.mqtt;
+    app.add_option("--broker", o.broker, "mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS)")->required();
+    app.add_option("--topic", o.topics, "Topic filter to subscribe to, repeatable; + and # are wildcards")
+        ->required()
+        ->allow_extra_args(false);
+    app.add_option("--qos", o.qos, "0 (at most once) or 1 (at least once, acknowledged once mapped)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({0, 1}));
+    app.add_option("--client-id", o.client_id,
+                   "Client id; a named client keeps its session, so the broker holds QoS 1 messages while "
+                   "it is away (default: a random id and a clean session)");
+    app.add_option("--username", o.username, "User name for the broker");
+    app.add_option("--password", o.password,
+                   "Password for the broker (or MH_STREAM_PASSWORD in the environment, which ps does not show)");
+    app.add_option("--cert", o.cert, "Client certificate (PEM) for mutual TLS; needs --key");
+    app.add_option("--key", o.key, "Private key (PEM) of --cert");
+    app.add_option("--cafile", o.cafile, "CA certificates (PEM) to trust for the broker (default: the system's)");
+    app.add_option("--keepalive", o.keepalive_s, "Seconds between keepalive pings")
+        ->capture_default_str()
+        ->check(CLI::Range(5, 65535));
+    app.add_option("--source-level", o.source_level,
+                   "Topic level (from 0) that is the message's source: plant/+/telemetry with 1 takes the +");
+    app.add_option("--kind-level", o.kind_level, "Topic level (from 0) that is the message's kind");
+    add_mapping_options(app, command.mapping);
+}
+
+namespace {
+
+ingest::MappingOptions mapping_of(const MappingArgs& args) {
+    ingest::MappingOptions mapping = args.mapping;
+    mapping.time_unit = ingest::parse_time_unit(args.time_unit).value_or(ingest::TimeUnit::automatic);
+    return mapping;
+}
+
+// Pumps `source` to every --out until it ends or a stop is requested.
+int pump_out(wire::FrameSource& source, cli::ToolContext& context) {
+    std::vector<std::string> outputs = context.options().out;
+    if (outputs.empty()) outputs.push_back("-");
+    std::vector<std::unique_ptr<wire::FrameSink>> sinks;
+    std::vector<wire::FrameSink*> sink_pointers;
+    for (const auto& spec : outputs) {
+        sinks.push_back(context.open_frame_sink(spec));
+        sink_pointers.push_back(sinks.back().get());
+    }
+    relay::FlowCounters counters(context.metrics());
+    relay::PumpOptions options;
+    options.check = relay::Check::framing_only;  // frames we built ourselves
+    options.limits = context.limits();
+    auto result = relay::pump(source, sink_pointers, counters, options, context.log());
+    context.log().info("stopped after {} messages ({} records rejected)", result.messages, source.rejected());
+    return 0;
+}
+
+}  // namespace
+
+int run_mqtt(const MqttCommand& command, cli::ToolContext& context) {
+    MqttOptions options = command.mqtt;
+    if (options.password.empty())
+        if (const char* password = std::getenv("MH_STREAM_PASSWORD")) options.password = password;
+    MqttSource source(options, mapping_of(command.mapping), &context.stop(), context.log(), context.limits());
+    return pump_out(source, context);
+}
+
+}  // namespace mh::stream

@@ -1,0 +1,31 @@
+// mh-stream's subcommands: pull data in from other systems' endpoints and turn it into
+// messages on --out. Every source maps records with ingest::Mapper, so a JSON object means
+// the same to mh-stream as to mh-cat, and the field mapping options are shared.
+//   mqtt  subscribe to topic filters on a broker (TLS, login or client certificate)
+#pragma once
+
+#include "cli/tool.h"
+#include "ingest/mapping.h"
+#include "stream/mqtt_source.h"
+
+#include <string>
+
+namespace mh::stream {
+
+struct MappingArgs {
+    ingest::MappingOptions mapping;
+    std::string time_unit = "auto";
+};
+
+struct MqttCommand {
+    MqttOptions mqtt;
+    MappingArgs mapping;
+};
+
+// The options of each subcommand, on its CLI11 app (main() stays a list of calls).
+void add_mapping_options(CLI::App& app, MappingArgs& args);
+void add_mqtt_options(CLI::App& app, MqttCommand& command);
+
+int run_mqtt(const MqttCommand& command, cli::ToolContext& context);
+
+}  // namespace mh::stream
