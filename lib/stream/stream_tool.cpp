@@ -1,6 +1,9 @@
 #include "stream/stream_tool.h"
 
+#include "message/time.h"
 #include "relay/pump.h"
+
+#include <algorithm>
 
 #include <cstdlib>
 
@@ -48,6 +51,22 @@ void add_mqtt_options(CLI::App& app, MqttCommand& command) {
     add_mapping_options(app, command.mapping);
 }
 
+void add_file_options(CLI::App& app, FileCommand& command) {
+    auto& o = command.file;
+    app.add_option("--path", o.path, "The file to follow, like tail -F: rotation and truncation are handled")
+        ->required();
+    app.add_option("--format", o.format, "json (an object per line) or csv (a header line, then rows)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"json", "csv"}));
+    app.add_option("--position-file", o.position_file,
+                   "Where the read position is kept (saved atomically), so a restart neither loses nor repeats "
+                   "a line; without it every run starts afresh");
+    app.add_flag("--from-end", o.from_end, "Without a saved position, skip what the file already holds");
+    app.add_option("--poll", command.poll, "How often an idle file is looked at for growth, rotation and truncation")
+        ->capture_default_str();
+    add_mapping_options(app, command.mapping);
+}
+
 namespace {
 
 ingest::MappingOptions mapping_of(const MappingArgs& args) {
@@ -83,6 +102,17 @@ int run_mqtt(const MqttCommand& command, cli::ToolContext& context) {
         if (const char* password = std::getenv("MH_STREAM_PASSWORD")) options.password = password;
     MqttSource source(options, mapping_of(command.mapping), &context.stop(), context.log(), context.limits());
     return pump_out(source, context);
+}
+
+int run_file(const FileCommand& command, cli::ToolContext& context) {
+    FileOptions options = command.file;
+    auto poll = parse_duration_ns(command.poll);
+    if (!poll || *poll <= 0) throw Error(ExitCode::usage, fmt::format("--poll '{}': expected a duration such as 200ms", command.poll));
+    options.poll = std::chrono::milliseconds(std::max<int64_t>(1, *poll / k_ns_per_ms));
+    FileSource source(options, mapping_of(command.mapping), &context.stop(), context.log(), context.limits());
+    int status = pump_out(source, context);
+    source.save_delivered();  // everything handed out has been written and flushed
+    return status;
 }
 
 }  // namespace mh::stream

@@ -1,4 +1,4 @@
-// mh-stream: pull data in from other systems' endpoints (an MQTT broker, ...) and turn it
+// mh-stream: pull data in from other systems' endpoints (an MQTT broker, a followed file, ...) and turn it
 // into messages. The work is in lib/stream and lib/ingest.
 #include "stream/stream_tool.h"
 
@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
     using namespace mh;
     cli::CommonOptions common;  // filled by whichever subcommand runs
     stream::MqttCommand mqtt;
+    stream::FileCommand file;
 
     CLI::App app{"Pull data in from other systems' endpoints and turn each record into a message", "mh-stream"};
     app.set_version_flag("--version", cli::version_text("mh-stream"));
@@ -28,9 +29,15 @@ int main(int argc, char** argv) {
     mqtt_app->remove_option(mqtt_app->get_option("--dead-letter"));
     stream::add_mqtt_options(*mqtt_app, mqtt);
 
+    auto* file_app = app.add_subcommand("file", "Follow a file of JSON lines or CSV like tail -F, keeping the read position");
+    cli::add_common_options(*file_app, common, cli::Streams::out_only);
+    file_app->remove_option(file_app->get_option("--dead-letter"));
+    stream::add_file_options(*file_app, file);
+
     app.footer([&app] { return all_subcommands_help(app); });
 
     return cli::run_main(app, common, argc, argv, [&](cli::ToolContext& context) {
+        if (*file_app) return stream::run_file(file, context);
         return stream::run_mqtt(mqtt, context);
     });
 }
