@@ -1,5 +1,7 @@
 #include "ingest/mapping.h"
 
+#include "ingest/records.h"
+
 #include "message/time.h"
 #include "wire/frame.h"
 
@@ -98,13 +100,58 @@ std::optional<int64_t> epoch_to_ns(double value, TimeUnit unit) {
     return ns;
 }
 
-Mapper::Mapper(MappingOptions options, uint64_t id_seed)
-    : m_options(std::move(options)), m_ids(id_seed) {}
+namespace {
+constexpr std::string_view k_header_keys[] = {"id", "time", "ingested", "source", "gateway", "kind", "body"};
+
+bool is_header_key(std::string_view key) {
+    for (auto header : k_header_keys)
+        if (key == header) return true;
+    return false;
+}
+
+// The header key that a decoder's refusal is about ("id: not a UUID" -> "id"), if any.
+std::string_view refused_header_key(std::string_view reason) {
+    size_t colon = reason.find(':');
+    if (colon == std::string_view::npos) return {};
+    std::string_view key = reason.substr(0, colon);
+    return is_header_key(key) ? key : std::string_view();
+}
+}  // namespace
+
+Mapper::Mapper(MappingOptions options, uint64_t id_seed) : m_options(std::move(options)), m_ids(id_seed) {
+    auto own = [&](const std::string& key, std::string& field) {
+        field = key;
+        if (!key.empty() && is_header_key(key)) {
+            field = "$" + key;  // a name no header key has, and not dotted
+            m_key_renames.emplace_back(key, field);
+        }
+    };
+    own(m_options.source_key, m_source_key);
+    own(m_options.kind_key, m_kind_key);
+    own(m_options.time_key, m_time_key);
+}
 
 std::optional<std::string> Mapper::map(std::string_view json, const RecordHints& hints, int64_t now_ns,
                                        std::vector<std::byte>& out, size_t max_frame_bytes) {
     m_decoded.clear();
-    if (auto reason = m_decoder.decode(json, m_decoded)) return reason;
+    auto reason = m_key_renames.empty() ? m_decoder.decode(json, m_decoded) : std::optional<std::string>("");
+    // A header key mh cannot take (or one an option reads) is renamed and the record decoded
+    // again; a few rounds at most, one per header key.
+    m_renames = m_key_renames;
+    for (size_t round = 0; reason && round <= std::size(k_header_keys); ++round) {
+        if (!reason->empty()) {
+            std::string_view key = refused_header_key(*reason);
+            if (key.empty()) return reason;
+            bool known = false;
+            for (const auto& rename : m_renames) known |= rename.first == key;
+            if (known) return reason;
+            m_renames.emplace_back(std::string(key), "record_" + std::string(key));
+        }
+        if (auto why = rename_keys(json, m_renames, m_renamed)) return reason->empty() ? why : reason;
+        m_decoded.clear();
+        reason = m_decoder.decode(m_renamed, m_decoded);
+    }
+    if (reason) return reason;
     // operator new aligns at least as strictly as a Cap'n Proto word.
     kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(m_decoded.data()),
                                           m_decoded.size() / sizeof(capnp::word));
@@ -116,9 +163,9 @@ std::optional<std::string> Mapper::map(std::string_view json, const RecordHints&
     int source_at = -1, kind_at = -1, time_at = -1;
     for (unsigned i = 0; i < fields.size(); ++i) {
         auto name = view(fields[i].getName());
-        if (!m_options.source_key.empty() && name == m_options.source_key) source_at = static_cast<int>(i);
-        if (!m_options.kind_key.empty() && name == m_options.kind_key) kind_at = static_cast<int>(i);
-        if (!m_options.time_key.empty() && name == m_options.time_key) time_at = static_cast<int>(i);
+        if (!m_source_key.empty() && name == m_source_key) source_at = static_cast<int>(i);
+        if (!m_kind_key.empty() && name == m_kind_key) kind_at = static_cast<int>(i);
+        if (!m_time_key.empty() && name == m_time_key) time_at = static_cast<int>(i);
     }
 
     std::string source_storage, kind_storage;

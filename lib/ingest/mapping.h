@@ -11,6 +11,12 @@
 //
 // A field used as source, kind or time is taken out of the fields. A "gateway" in a record
 // is dropped: only mh-endpoint vouches for one (DESIGN.md "The message").
+//
+// Other systems use mh's header names for their own ends: {"id": 4711}, {"time": "10:32"},
+// {"source": 42}. A header key whose value mh cannot take is kept as a field named
+// record_<key> (record_id), rather than refusing the record. A --source-key, --kind-key or
+// --time-key that is itself a header name (--time-key time) reads that key as the option
+// says, not as mh-cat would.
 #pragma once
 
 #include "json/json_codec.h"
@@ -67,6 +73,10 @@ private:
     IdGenerator m_ids;
     ScratchBuilder m_builder;
     std::vector<std::byte> m_decoded;
+    std::vector<std::pair<std::string, std::string>> m_key_renames;  // option keys that are header names
+    std::vector<std::pair<std::string, std::string>> m_renames;      // of the record being mapped
+    std::string m_renamed;
+    std::string m_source_key, m_kind_key, m_time_key;  // the field names the options read, after renames
     std::string m_text;  // a numeric source or kind written as text
 };
 

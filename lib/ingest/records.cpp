@@ -53,6 +53,33 @@ std::optional<std::string> RecordExtractor::extract(std::string_view document, c
     return std::nullopt;
 }
 
+std::optional<std::string> rename_keys(std::string_view json,
+                                       const std::vector<std::pair<std::string, std::string>>& renames,
+                                       std::string& out) {
+    thread_local simdjson::dom::parser parser;
+    simdjson::dom::object object;
+    if (auto error = parser.parse(json.data(), json.size()).get_object().get(object))
+        return fmt::format("invalid JSON: {}", simdjson::error_message(error));
+    out.clear();
+    out += '{';
+    bool first = true;
+    for (auto [key, value] : object) {
+        if (!first) out += ',';
+        first = false;
+        std::string_view name = key;
+        for (const auto& [from, to] : renames)
+            if (name == from) {
+                name = to;
+                break;
+            }
+        json::append_string(out, name);
+        out += ':';
+        out += simdjson::minify(value);
+    }
+    out += '}';
+    return std::nullopt;
+}
+
 uint64_t fnv1a(std::string_view bytes) {
     uint64_t hash = 0xcbf29ce484222325ull;
     for (unsigned char c : bytes) {

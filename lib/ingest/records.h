@@ -33,6 +33,12 @@ private:
     std::unique_ptr<Impl> m_impl;
 };
 
+// The JSON object `json` with top-level keys renamed (from, to), minified into `out`; returns
+// why not when it is not a JSON object.
+std::optional<std::string> rename_keys(std::string_view json,
+                                       const std::vector<std::pair<std::string, std::string>>& renames,
+                                       std::string& out);
+
 // 64-bit FNV-1a: the identity of a record without a key, for de-duplication.
 uint64_t fnv1a(std::string_view bytes);
 

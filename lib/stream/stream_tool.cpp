@@ -51,6 +51,27 @@ void add_mqtt_options(CLI::App& app, MqttCommand& command) {
     add_mapping_options(app, command.mapping);
 }
 
+void add_http_options(CLI::App& app, HttpCommand& command) {
+    auto& o = command.http;
+    app.add_option("--url", o.url, "The JSON API to poll: http://... or https://...")->required();
+    app.add_option("--interval", command.interval, "Time between the starts of two polls (500ms, 30s, 5m)")
+        ->capture_default_str();
+    app.add_option("--records", o.records,
+                   "Dotted path to the records in the response (data.items); an array gives a record per element. "
+                   "Default: the whole response");
+    app.add_option("--key", o.key,
+                   "Dotted path to a record's identity (id): a record whose key was in the previous poll is "
+                   "dropped. Default: the record's whole JSON");
+    app.add_option("--header", o.headers, "'Name: value' sent with every request, repeatable (Authorization: ...)")
+        ->allow_extra_args(false);
+    app.add_option("--timeout", command.timeout, "Longest a poll may take")->capture_default_str();
+    app.add_option("--cafile", o.cafile, "CA certificates (PEM) to trust for https (default: the system's)");
+    app.add_option("--max-response", o.max_response_bytes, "Largest response accepted, in bytes")
+        ->capture_default_str()
+        ->check(CLI::Range(size_t{1}, size_t{1} << 32));
+    add_mapping_options(app, command.mapping);
+}
+
 void add_file_options(CLI::App& app, FileCommand& command) {
     auto& o = command.file;
     app.add_option("--path", o.path, "The file to follow, like tail -F: rotation and truncation are handled")
@@ -104,11 +125,27 @@ int run_mqtt(const MqttCommand& command, cli::ToolContext& context) {
     return pump_out(source, context);
 }
 
+namespace {
+std::chrono::milliseconds duration_option(const std::string& name, const std::string& text) {
+    auto ns = parse_duration_ns(text);
+    if (!ns || *ns <= 0)
+        throw Error(ExitCode::usage, fmt::format("{} '{}': expected a duration such as 500ms, 30s or 5m", name, text));
+    return std::chrono::milliseconds(std::max<int64_t>(1, *ns / k_ns_per_ms));
+}
+}  // namespace
+
+int run_http(const HttpCommand& command, cli::ToolContext& context) {
+    HttpOptions options = command.http;
+    options.interval = duration_option("--interval", command.interval);
+    options.timeout = duration_option("--timeout", command.timeout);
+    HttpSource source(options, mapping_of(command.mapping), &context.stop(), context.log(), context.metrics(),
+                      context.limits());
+    return pump_out(source, context);
+}
+
 int run_file(const FileCommand& command, cli::ToolContext& context) {
     FileOptions options = command.file;
-    auto poll = parse_duration_ns(command.poll);
-    if (!poll || *poll <= 0) throw Error(ExitCode::usage, fmt::format("--poll '{}': expected a duration such as 200ms", command.poll));
-    options.poll = std::chrono::milliseconds(std::max<int64_t>(1, *poll / k_ns_per_ms));
+    options.poll = duration_option("--poll", command.poll);
     FileSource source(options, mapping_of(command.mapping), &context.stop(), context.log(), context.limits());
     int status = pump_out(source, context);
     source.save_delivered();  // everything handed out has been written and flushed

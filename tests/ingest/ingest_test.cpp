@@ -144,6 +144,30 @@ TEST(Mapper, TopicHintsComeBetweenKeysAndTheRecordsOwnValues) {
     EXPECT_EQ(m.kind(), "status");
 }
 
+TEST(Mapper, HeaderKeysMhCannotTakeAreKeptAsRecordFields) {
+    Mapper mapper({}, 1);
+    Mapped m;
+    ASSERT_FALSE(map_into(mapper, R"({"id":4711,"time":"10:32","source":"s1","v":1})", m));
+    EXPECT_EQ(m.source(), "s1");
+    EXPECT_EQ(m.message.getTime(), k_now);
+    EXPECT_EQ(m.message.getId().size(), 16u);
+    EXPECT_EQ(m.field_names(), (std::vector<std::string>{"record_id", "record_time", "v"}));
+    EXPECT_EQ(m.message.getFields()[0].getValue().getInt(), 4711);
+}
+
+TEST(Mapper, AnOptionKeyThatIsAHeaderNameIsReadAsTheOptionSays) {
+    MappingOptions options;
+    options.time_key = "time";
+    options.time_unit = TimeUnit::ms;
+    options.source_key = "id";
+    Mapper mapper(options, 1);
+    Mapped m;
+    ASSERT_FALSE(map_into(mapper, R"({"time":1700000000123,"id":"meter-9","v":1})", m));
+    EXPECT_EQ(m.message.getTime(), 1'700'000'000'123 * k_ns_per_ms);
+    EXPECT_EQ(m.source(), "meter-9");
+    EXPECT_EQ(m.field_names(), (std::vector<std::string>{"v"}));
+}
+
 TEST(Mapper, AMessageOverTheFrameLimitIsRefused) {
     Mapper mapper({}, 1);
     std::vector<std::byte> frame;
