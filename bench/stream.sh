@@ -50,14 +50,24 @@ timeout 120 tail --pid=$SUB -f /dev/null || kill $SUB
 end=$(now)
 report "mqtt_publish | mosquitto_sub" "$start" "$end" "$(wc -l < "$WORK/sub.out")"
 
-# mh-stream: payloads -> frames, counted by mh-cat.
+# mh-stream: payloads -> frames, counted by mh-cat. Its CPU time (from /proc) gives a figure
+# that depends less on what else the machine is doing than wall-clock rate does.
+mkfifo "$WORK/pipe"
+"$BIN/mh-cat" --count "$N" < "$WORK/pipe" > "$WORK/stream.frames" &
+COUNTER=$!; PIDS+=("$COUNTER")
 "$BIN/mh-stream" mqtt --broker "mqtt://127.0.0.1:$PORT" --topic 'bench/+' --source-level 1 2> "$WORK/stream.log" \
-  | "$BIN/mh-cat" --count "$N" > "$WORK/stream.frames" &
+  > "$WORK/pipe" &
 STREAM=$!; PIDS+=("$STREAM")
 for _ in $(seq 500); do grep -q "subscribed" "$WORK/stream.log" && break; sleep 0.02; done
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ticks_before=$(cpu_ticks $STREAM)
 start=$(now)
 "$PUBLISH" "$PORT" bench/s1 "$WORK/payloads.jsonl"
-timeout 120 tail --pid=$STREAM -f /dev/null || true
+timeout 120 tail --pid=$COUNTER -f /dev/null || true
 end=$(now)
+ticks=$(( $(cpu_ticks $STREAM) - ticks_before ))
+kill $STREAM 2>/dev/null || true
 received=$("$BIN/mh-cat" --to json < "$WORK/stream.frames" | wc -l)
 report "mqtt_publish | mh-stream mqtt | mh-cat" "$start" "$end" "$received"
+awk -v n="$received" -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+  s = t / hz; if (s > 0) printf "%-44s %9.0f msgs per CPU second  (%.2f s CPU)\n", "mh-stream mqtt alone", n / s, s }'
