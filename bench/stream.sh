@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# mh-stream mqtt throughput at QoS 0 from a local mosquitto: N JSON payloads (from mh-gen,
+# mh-stream throughput. MQTT at QoS 0 from a local mosquitto: N JSON payloads (from mh-gen,
 # about 200 bytes each) published by build/bench/mqtt_publish (libmosquitto, as fast as the
 # broker takes them; mosquitto_pub -l tops out near 30k/s on its own), received by mh-stream
 # and counted by mh-cat --count. mosquitto_sub on the same publication is the baseline: the
-# ceiling of this broker and publisher on this machine.
+# ceiling of this broker and publisher on this machine. Then the same payloads as a file
+# followed by mh-stream file.
 # Usage: bench/stream.sh [MESSAGES]  (default 200000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,3 +72,15 @@ received=$("$BIN/mh-cat" --to json < "$WORK/stream.frames" | wc -l)
 report "mqtt_publish | mh-stream mqtt | mh-cat" "$start" "$end" "$received"
 awk -v n="$received" -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {
   s = t / hz; if (s > 0) printf "%-44s %9.0f msgs per CPU second  (%.2f s CPU)\n", "mh-stream mqtt alone", n / s, s }'
+
+# mh-stream file: the same payloads as a JSON-lines file, followed from its start.
+mkfifo "$WORK/pipe2"
+"$BIN/mh-cat" --count "$N" < "$WORK/pipe2" > /dev/null &
+COUNTER=$!; PIDS+=("$COUNTER")
+start=$(now)
+"$BIN/mh-stream" file --path "$WORK/payloads.jsonl" 2> "$WORK/file.log" > "$WORK/pipe2" &
+STREAM=$!; PIDS+=("$STREAM")
+timeout 120 tail --pid=$COUNTER -f /dev/null || true
+end=$(now)
+kill $STREAM 2>/dev/null || true
+report "mh-stream file (JSON lines) | mh-cat" "$start" "$end" "$N"
