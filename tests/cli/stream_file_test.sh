@@ -93,6 +93,20 @@ stop_stream
 expect_eq "mapped" '"d1" 1' "$(jq -c '.source, .v' k.jsonl | tr '\n' ' ' | sed 's/ $//')"
 expect_eq "time in ms" '"2023-11-14T22:13:20.123Z"' "$(jq -c .time k.jsonl)"
 
+begin "the mapping is mh-cat's: the same lines give the same messages (but for id and times)"
+cat > input-shapes.txt <<'LINES'
+{"source":"s1","kind":"telemetry","temperature":21.5,"count":7,"ok":true,"status":"fine"}
+{"source":"s2","motor":{"rpm":1200,"temp":{"c":40.5}},"tags":["a","b"],"nothing":null}
+{"source":"s3","text":"gr\u00fc\u00dfe \ud83d\ude00","big":123456789012345678901234,"f":1e300,"body":"raw bytes"}
+{"source":"s4","body":{"base64":"AAEC/w=="}}
+LINES
+mh-cat --from json --to json --time rfc3339 < input-shapes.txt | jq -c 'del(.id, .ingested, .time)' > by-cat.jsonl
+start_stream shapes --path input-shapes.txt
+wait_until 20 has_lines shapes.jsonl 4 || fail "4 lines expected: $(cat shapes.log)"
+stop_stream
+jq -c 'del(.id, .ingested, .time)' shapes.jsonl > by-stream.jsonl
+expect_files_equal "same messages" by-cat.jsonl by-stream.jsonl
+
 begin "a file that is not there yet is waited for"
 start_stream w --path late.log
 wait_until 20 grep -q "waiting for 'late.log'" w.log || fail "not waiting: $(cat w.log)"
