@@ -74,7 +74,7 @@ std::optional<int64_t> field_as_time(schema::Field::Reader field, TimeUnit unit)
             if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
             return epoch_to_ns(number, unit);
         }
-        return parse_rfc3339(text);
+        return json::parse_time_text(text);  // RFC 3339 within the int64 ns range
     }
     return std::nullopt;
 }

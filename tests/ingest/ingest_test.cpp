@@ -121,6 +121,8 @@ TEST(Mapper, ABadTimeKeyOrSourceKeyIsARefusalWithTheReason) {
     EXPECT_NE(reason->find("time key \"ts\""), std::string::npos) << *reason;
     reason = map_into(mapper, R"({"ts":1e300})", m);
     ASSERT_TRUE(reason);
+    reason = map_into(mapper, R"({"ts":"9796-11-26T10:00:00Z"})", m);  // beyond int64 ns: found by ingest_fuzz
+    ASSERT_TRUE(reason);
     reason = map_into(mapper, R"({"dev":[1,2]})", m);
     ASSERT_TRUE(reason);
     EXPECT_NE(reason->find("source key \"dev\""), std::string::npos) << *reason;
