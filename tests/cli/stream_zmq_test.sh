@@ -10,7 +10,7 @@ count() { mh-store stat --db "$1" --json 2>/dev/null | jq -r .messages; }
 count_is() { [ "$(count "$1")" == "$2" ]; }
 
 # Seeded, the history's ids are from 2026-01-01; what is appended later (unseeded, ids from
-# now) sorts after it, which is the order tail follows.
+# now, a millisecond apart: not in the future) sorts after it, which is the order tail follows.
 mh-gen --count 100 --seed 1 | mh-store append --db there 2> /dev/null
 
 begin "history, then new writes, from a PUSH served by mh-store tail"
@@ -20,7 +20,7 @@ port=$(wait_log_port 20 tail.log 'bound tcp://') || fail "tail did not bind: $(c
 mh-cat --in ">tcp://127.0.0.1:$port" 2> pull.log | mh-store append --db here 2> append.log &
 PULL=$!; BACKGROUND_PIDS+=("$PULL")
 wait_until 30 count_is here 100 || fail "history: $(count here) of 100"
-mh-gen --count 50 | mh-store append --db there 2> /dev/null
+mh-gen --count 50 --interval 1ms | mh-store append --db there 2> /dev/null
 wait_until 30 count_is here 150 || fail "new writes: $(count here) of 150"
 expect_eq "same ids" "$(mh-store tail --db there --format json | jq -r .id | sort | md5sum)" \
   "$(mh-store tail --db here --format json | jq -r .id | sort | md5sum)"
@@ -35,7 +35,7 @@ mh-cat --in "sub>tcp://127.0.0.1:$port" --to json > tapped.jsonl 2> sub.log &
 SUB=$!; BACKGROUND_PIDS+=("$SUB")
 # A PUB sends to whoever has subscribed by then: append one message at a time until the tap
 # has one (ids are time-ordered, so what is appended later is what tail follows).
-wait_until 30 bash -c "mh-gen --count 1 | mh-store append --db there 2> /dev/null; [ -s tapped.jsonl ]" \
+wait_until 30 bash -c "mh-gen --count 1 | mh-store append --db there 2> /dev/null; head -n 1 tapped.jsonl | jq -e .id > /dev/null 2>&1" \
   || fail "tap: nothing arrived: $(cat sub.log)"
 tapped=$(head -n 1 tapped.jsonl | jq -r .id)
 mh-store tail --db there --format json | jq -r .id | grep -qx "$tapped"
