@@ -428,6 +428,7 @@ struct JsonDecoder::Impl {
         std::string_view text;  // text, or json: into the line or the parser's string buffer
     };
 
+    DecodePath m_path = DecodePath::fast;
     od::parser m_parser;
     // The fast path: the DOM parser runs the CPU's own kernels (the on-demand API only has
     // the portable one here). Whatever it does not decode plainly, the on-demand path
@@ -452,6 +453,12 @@ struct JsonDecoder::Impl {
     std::optional<std::string> decode(std::string_view line, std::vector<std::byte>& out,
                                       Padding padding);
     void reset();
+    bool flat_decode(const char* text, size_t size);
+    bool flat_members(const char*& p, const char* end, size_t depth);
+    bool flat_string(const char*& p, const char* end, std::string_view& text);
+    bool flat_top(std::string_view key, const char*& p, const char* end);
+    bool flat_field(std::string_view key, const char*& p, const char* end, size_t depth);
+    bool m_non_ascii = false;  // the flat scanner met bytes that UTF-8 validation must see
     bool dom_decode(const char* text, size_t size);
     bool dom_top(std::string_view key, simdjson::dom::element value);
     bool dom_field(std::string_view key, simdjson::dom::element value, size_t depth);
@@ -483,9 +490,12 @@ struct JsonDecoder::Impl {
     }
     void drop_duplicates();
     void build(std::vector<std::byte>& out);
+    bool build_direct(std::vector<std::byte>& out);
 };
 
-JsonDecoder::JsonDecoder() : m_impl(std::make_unique<Impl>()) {}
+JsonDecoder::JsonDecoder(DecodePath path) : m_impl(std::make_unique<Impl>()) {
+    m_impl->m_path = path;
+}
 JsonDecoder::~JsonDecoder() = default;
 
 std::optional<std::string> JsonDecoder::decode(std::string_view line, std::vector<std::byte>& out,
@@ -502,7 +512,8 @@ std::optional<std::string> JsonDecoder::Impl::decode(std::string_view line,
         m_copy.resize(capacity);
         text = m_copy.data();
     }
-    if (dom_decode(text, line.size())) {
+    if ((m_path == DecodePath::fast && flat_decode(text, line.size())) ||
+        dom_decode(text, line.size())) {
         drop_duplicates();
         build(out);
         return std::nullopt;
@@ -553,6 +564,298 @@ void JsonDecoder::Impl::reset() {
     m_source = m_gateway = m_kind = m_body = {};
     m_barrier.reset();
     m_non_barrier_key = {};
+}
+
+// ---- The flat fast path -------------------------------------------------------------------
+//
+// Most lines are one object of plain scalars, as mh-cat and mh-gen write them. This scanner
+// reads exactly those in one pass and takes strings where they lie in the line; it gives up
+// (false) at the first thing it does not read exactly as the DOM path would: an escape, an
+// array, a number it cannot convert exactly, any syntax error. The DOM path then reads the
+// line from the start, so that what it accepts and every refusal stay as they were.
+
+namespace {
+
+inline const char* skip_space(const char* p, const char* end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
+    return p;
+}
+
+constexpr double k_exact_powers_of_ten[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                            1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                            1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+// A number as JSON's grammar has it, read as the DOM parser reads it: an integer within
+// int64 (except "-0" and -2^63, left to the DOM path), or a float, exactly rounded. False for
+// anything else, with `p` wherever it stopped.
+struct FlatNumber {
+    bool is_float;
+    int64_t int_value;
+    double float_value;
+};
+
+inline bool is_digit(char c) { return static_cast<unsigned char>(c - '0') < 10; }
+
+bool flat_number(const char*& p, const char* end, FlatNumber& number) {
+    const char* start = p;
+    bool negative = *p == '-';
+    if (negative) ++p;
+    if (p == end) return false;
+    uint64_t mantissa = 0;
+    const char* digits = p;
+    if (*p == '0') {
+        ++p;
+    } else if (is_digit(*p)) {
+        while (p < end && is_digit(*p)) mantissa = mantissa * 10 + static_cast<unsigned>(*p++ - '0');
+    } else {
+        return false;
+    }
+    size_t int_digits = static_cast<size_t>(p - digits);
+    size_t frac_digits = 0;
+    bool is_float = false;
+    if (p < end && *p == '.') {
+        is_float = true;
+        const char* fraction = ++p;
+        while (p < end && is_digit(*p)) mantissa = mantissa * 10 + static_cast<unsigned>(*p++ - '0');
+        frac_digits = static_cast<size_t>(p - fraction);
+        if (frac_digits == 0) return false;
+    }
+    int64_t exponent = 0;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        is_float = true;
+        ++p;
+        bool negative_exponent = p < end && *p == '-';
+        if (p < end && (*p == '-' || *p == '+')) ++p;
+        if (p == end || !is_digit(*p)) return false;
+        while (p < end && is_digit(*p)) {
+            if (exponent < 100000) exponent = exponent * 10 + (*p - '0');
+            ++p;
+        }
+        if (negative_exponent) exponent = -exponent;
+    }
+    number.is_float = is_float;
+    if (!is_float) {
+        // 19 digits cannot overflow the accumulator; int64 holds them up to 2^63 - 1.
+        if (int_digits > 19 || mantissa > static_cast<uint64_t>(INT64_MAX)) return false;
+        if (negative && mantissa == 0) return false;
+        number.int_value = negative ? -static_cast<int64_t>(mantissa) : static_cast<int64_t>(mantissa);
+        return true;
+    }
+    size_t total_digits = int_digits + frac_digits;
+    int64_t exponent10 = exponent - static_cast<int64_t>(frac_digits);
+    double value;
+    if (total_digits <= 15 && exponent10 >= -22 && exponent10 <= 22) {
+        // Clinger's fast path: both operands are exact, so one rounding gives the nearest
+        // double, which is what any exact parser gives.
+        value = static_cast<double>(mantissa);
+        if (exponent10 < 0)
+            value /= k_exact_powers_of_ten[-exponent10];
+        else
+            value *= k_exact_powers_of_ten[exponent10];
+    } else {
+        auto [stop, error] = std::from_chars(negative ? start + 1 : start, p, value);
+        if (error != std::errc() || stop != p || !std::isfinite(value)) return false;
+        // Underflow is where parsers may differ: left to the DOM path.
+        if (value == 0 && mantissa != 0) return false;
+    }
+    // "-0.0": the DOM path leaves it to the on-demand path, and so does this one.
+    if (negative && value == 0) return false;
+    number.float_value = negative ? -value : value;
+    return true;
+}
+
+}  // namespace
+
+bool JsonDecoder::Impl::flat_string(const char*& p, const char* end, std::string_view& text) {
+    const char* start = p;
+    for (;;) {
+        // k_special: the quote, an escape, controls (invalid in JSON), and non-ASCII bytes,
+        // valid only as UTF-8, which is checked once per line.
+        while (p < end && !k_special[static_cast<unsigned char>(*p)]) ++p;
+        if (p == end) return false;
+        auto c = static_cast<unsigned char>(*p);
+        if (c == '"') break;
+        if (c < 0x80) return false;  // an escape or a control
+        m_non_ascii = true;
+        ++p;
+    }
+    text = {start, static_cast<size_t>(p - start)};
+    ++p;
+    return true;
+}
+
+bool JsonDecoder::Impl::flat_decode(const char* text, size_t size) {
+    reset();
+    m_non_ascii = false;
+    const char* end = text + size;
+    const char* p = skip_space(text, end);
+    if (p == end || *p != '{') return false;
+    ++p;
+    if (!flat_members(p, end, 0)) return false;
+    if (skip_space(p, end) != end) return false;
+    if (m_non_ascii && !is_valid_utf8(std::string_view(text, size))) return false;
+    return !(m_barrier && !m_non_barrier_key.empty());
+}
+
+// The members of an object, `p` just past its '{'; depth 0 is the line's own object.
+bool JsonDecoder::Impl::flat_members(const char*& p, const char* end, size_t depth) {
+    p = skip_space(p, end);
+    if (p < end && *p == '}') {
+        ++p;
+        return true;
+    }
+    for (;;) {
+        if (p == end || *p != '"') return false;
+        std::string_view key;
+        ++p;
+        if (!flat_string(p, end, key)) return false;
+        p = skip_space(p, end);
+        if (p == end || *p != ':') return false;
+        p = skip_space(p + 1, end);
+        if (p == end) return false;
+        if (!(depth == 0 ? flat_top(key, p, end) : flat_field(key, p, end, depth))) return false;
+        p = skip_space(p, end);
+        if (p == end) return false;
+        if (*p == '}') {
+            ++p;
+            return true;
+        }
+        if (*p != ',') return false;
+        p = skip_space(p + 1, end);
+    }
+}
+
+// A header key's value, as dom_top reads it; `p` is at the value and is left after it.
+bool JsonDecoder::Impl::flat_top(std::string_view key, const char*& p, const char* end) {
+    TopKey which = top_key(key);
+    if (which == TopKey::field) {
+        m_non_barrier_key = key;
+        return flat_field(key, p, end, 1);
+    }
+    auto is_null = [&] {
+        if (end - p >= 4 && std::memcmp(p, "null", 4) == 0) {
+            p += 4;
+            return true;
+        }
+        return false;
+    };
+    auto string = [&](std::string_view& out) {
+        if (*p != '"') return false;
+        ++p;
+        return flat_string(p, end, out);
+    };
+    auto time = [&](int64_t& ns) {
+        if (is_null()) {
+            ns = 0;
+            return true;
+        }
+        if (*p == '"') {
+            std::string_view text;
+            if (!string(text)) return false;
+            auto parsed = json::parse_time_text(text);
+            if (!parsed) return false;
+            ns = *parsed;
+            return true;
+        }
+        FlatNumber number;
+        if (!flat_number(p, end, number) || number.is_float) return false;
+        ns = number.int_value;
+        return true;
+    };
+    auto text = [&](std::string_view& out) {
+        if (is_null()) {
+            out = {};
+            return true;
+        }
+        return string(out);
+    };
+    if (which == TopKey::time) return time(m_time);
+    if (which == TopKey::barrier) {
+        FlatNumber number;
+        if (!flat_number(p, end, number) || number.is_float || number.int_value <= 0) return false;
+        m_barrier = static_cast<uint64_t>(number.int_value);
+        return true;
+    }
+    m_non_barrier_key = key;
+    switch (which) {
+        case TopKey::id: {
+            if (is_null()) {
+                m_id.reset();
+                return true;
+            }
+            std::string_view id;
+            return string(id) && (m_id = parse_id(id));
+        }
+        case TopKey::ingested: return time(m_ingested);
+        case TopKey::source: return text(m_source);
+        case TopKey::gateway: return text(m_gateway);
+        case TopKey::kind: return text(m_kind);
+        case TopKey::body: return text(m_body);  // base64 objects are the DOM path's
+        default: return false;
+    }
+}
+
+// A field's value, as dom_field reads it.
+bool JsonDecoder::Impl::flat_field(std::string_view key, const char*& p, const char* end,
+                                   size_t depth) {
+    PendingField* field;
+    auto literal = [&](std::string_view word) {
+        if (static_cast<size_t>(end - p) < word.size() ||
+            std::memcmp(p, word.data(), word.size()) != 0)
+            return false;
+        p += word.size();
+        return true;
+    };
+    switch (*p) {
+        case '"': {
+            std::string_view text;
+            ++p;
+            if (!flat_string(p, end, text) || !(field = new_field(key, FieldValue::TEXT)))
+                return false;
+            field->text = text;
+            return true;
+        }
+        case 't':
+        case 'f': {
+            bool value = *p == 't';
+            if (!literal(value ? "true" : "false") || !(field = new_field(key, FieldValue::BOOL)))
+                return false;
+            field->bool_value = value;
+            return true;
+        }
+        case 'n':
+            if (!literal("null") || !(field = new_field(key, FieldValue::JSON))) return false;
+            field->text = "null";
+            return true;
+        case '{': {
+            if (depth + 1 > k_max_json_depth) return false;
+            p = skip_space(p + 1, end);
+            if (p < end && *p == '}') {
+                ++p;
+                if (!(field = new_field(key, FieldValue::JSON))) return false;
+                field->text = "{}";
+                return true;
+            }
+            size_t prefix_size = m_prefix.size();
+            m_prefix += key;
+            m_prefix += '.';
+            if (!flat_members(p, end, depth + 1)) return false;
+            m_prefix.resize(prefix_size);
+            return true;
+        }
+        default: {
+            FlatNumber number;
+            if (!flat_number(p, end, number)) return false;
+            if (number.is_float) {
+                if (!(field = new_field(key, FieldValue::FLOAT))) return false;
+                field->float_value = number.float_value;
+            } else {
+                if (!(field = new_field(key, FieldValue::INT))) return false;
+                field->int_value = number.int_value;
+            }
+            return true;
+        }
+    }
 }
 
 // True when the line is decoded; false leaves it to the on-demand path, for a refusal or
@@ -1006,7 +1309,160 @@ void init_copy(Init init, std::string_view bytes) {
 }
 }  // namespace
 
+// ---- Frames written directly ------------------------------------------------------------
+//
+// Cap'n Proto's builder costs more per message than the scan: a builder made and unmade,
+// every object zeroed, checked and copied twice. build_direct() writes the very bytes that
+// build() gets from MallocMessageBuilder on its 64 KiB first segment and append_frame():
+// the segment table, the root pointer, the root struct, then each object in the order build()
+// makes them, each right after the one before (Cap'n Proto's builder allocates so in a
+// segment that has room). A message that would not fit that segment goes through build().
+
+namespace {
+
+// The schema's sizes (in words) and slots, which the generated code also has.
+constexpr uint64_t k_message_data_words = 3, k_message_pointers = 7;
+constexpr uint64_t k_field_data_words = 2, k_field_pointers = 2;
+constexpr uint64_t k_barrier_data_words = 2;
+static_assert(schema::Message::_capnpPrivate::dataWordSize == k_message_data_words &&
+              schema::Message::_capnpPrivate::pointerCount == k_message_pointers);
+static_assert(schema::Field::_capnpPrivate::dataWordSize == k_field_data_words &&
+              schema::Field::_capnpPrivate::pointerCount == k_field_pointers);
+static_assert(schema::Barrier::_capnpPrivate::dataWordSize == k_barrier_data_words &&
+              schema::Barrier::_capnpPrivate::pointerCount == 0);
+enum MessageSlot : uint64_t { k_id, k_source, k_gateway, k_kind, k_fields, k_body, k_barrier };
+constexpr size_t k_control_byte = 16;    // Message.control's tag, a uint16 after two words
+constexpr size_t k_field_tag_byte = 8;   // Field.value's tag, a uint16 after one word
+constexpr uint64_t k_byte_elements = 2;  // list element sizes in a list pointer
+constexpr uint64_t k_composite_elements = 7;
+
+inline uint64_t text_words(size_t bytes) { return (bytes + 1 + 7) / 8; }  // with its NUL
+inline uint64_t data_words(size_t bytes) { return (bytes + 7) / 8; }
+
+// Words of one segment being written in place; `at` and `target` are word indexes in it.
+class SegmentWriter {
+public:
+    explicit SegmentWriter(std::byte* segment) : m_segment(segment) {}
+
+    void word(uint64_t at, uint64_t value) { std::memcpy(m_segment + at * 8, &value, 8); }
+    void tag(uint64_t at, size_t byte, uint16_t value) {
+        std::memcpy(m_segment + at * 8 + byte, &value, 2);
+    }
+    // A pointer's offset counts words from the end of the pointer to its target.
+    static uint64_t offset(uint64_t at, uint64_t target) {
+        return static_cast<uint32_t>(static_cast<int32_t>(target - at - 1) << 2);
+    }
+    void struct_pointer(uint64_t at, uint64_t target, uint64_t data_words, uint64_t pointers) {
+        word(at, offset(at, target) | data_words << 32 | pointers << 48);
+    }
+    void list_pointer(uint64_t at, uint64_t target, uint64_t element_size, uint64_t count) {
+        word(at, offset(at, target) | 1 | (element_size | count << 3) << 32);
+    }
+    // Text (NUL-terminated) or Data bytes at the next free word, pointed to from `at`.
+    void bytes(uint64_t at, std::string_view bytes, bool is_text) {
+        list_pointer(at, m_next, k_byte_elements, bytes.size() + is_text);
+        if (!bytes.empty()) std::memcpy(m_segment + m_next * 8, bytes.data(), bytes.size());
+        m_next += is_text ? text_words(bytes.size()) : data_words(bytes.size());
+    }
+    uint64_t allocate(uint64_t words) {
+        uint64_t at = m_next;
+        m_next += words;
+        return at;
+    }
+
+private:
+    std::byte* m_segment;
+    uint64_t m_next = 0;
+};
+
+}  // namespace
+
+bool JsonDecoder::Impl::build_direct(std::vector<std::byte>& out) {
+    size_t live = 0;
+    uint64_t words = 1 + k_message_data_words + k_message_pointers;
+    if (m_barrier) {
+        words += k_barrier_data_words;
+    } else {
+        if (m_id) words += data_words(m_id->size());
+        for (auto text : {m_source, m_gateway, m_kind})
+            if (!text.empty()) words += text_words(text.size());
+        for (auto& field : m_fields) {
+            if (field.dropped) continue;
+            ++live;
+            words += text_words(field.name_size);
+            if (field.which == FieldValue::TEXT || field.which == FieldValue::JSON)
+                words += text_words(field.text.size());
+        }
+        if (live > 0) words += 1 + live * (k_field_data_words + k_field_pointers);
+        if (!m_body.empty()) words += data_words(m_body.size());
+    }
+    if (words > k_scratch_words) return false;
+
+    // The segment table of one segment: its count less one (0), then its size in words.
+    size_t start = out.size();
+    out.resize(start + 8 + words * 8);  // zeroed, as a fresh segment is
+    std::memcpy(out.data() + start + 4, &words, 4);
+    SegmentWriter segment(out.data() + start + 8);
+    uint64_t root = segment.allocate(1);
+    uint64_t message = segment.allocate(k_message_data_words + k_message_pointers);
+    segment.struct_pointer(root, message, k_message_data_words, k_message_pointers);
+    uint64_t pointers = message + k_message_data_words;
+    if (m_barrier) {
+        uint64_t barrier = segment.allocate(k_barrier_data_words);
+        segment.tag(message, k_control_byte, schema::Message::Control::BARRIER);
+        segment.struct_pointer(pointers + k_barrier, barrier, k_barrier_data_words, 0);
+        segment.word(barrier, *m_barrier);
+        segment.word(barrier + 1, static_cast<uint64_t>(m_time));
+        return true;
+    }
+    if (m_id)
+        segment.bytes(pointers + k_id,
+                      std::string_view(reinterpret_cast<const char*>(m_id->data()), m_id->size()),
+                      false);
+    segment.word(message, static_cast<uint64_t>(m_time));
+    segment.word(message + 1, static_cast<uint64_t>(m_ingested));
+    if (!m_source.empty()) segment.bytes(pointers + k_source, m_source, true);
+    if (!m_gateway.empty()) segment.bytes(pointers + k_gateway, m_gateway, true);
+    if (!m_kind.empty()) segment.bytes(pointers + k_kind, m_kind, true);
+    if (live > 0) {
+        constexpr uint64_t k_field_words = k_field_data_words + k_field_pointers;
+        uint64_t list = segment.allocate(1 + live * k_field_words);
+        segment.list_pointer(pointers + k_fields, list, k_composite_elements, live * k_field_words);
+        // The tag word: shaped like a struct pointer whose offset is the element count.
+        segment.word(list, live << 2 | k_field_data_words << 32 | k_field_pointers << 48);
+        uint64_t element = list + 1;
+        for (auto& pending : m_fields) {
+            if (pending.dropped) continue;
+            uint64_t name = element + k_field_data_words;
+            segment.bytes(name, name_of(pending), true);
+            segment.tag(element, k_field_tag_byte, static_cast<uint16_t>(pending.which));
+            switch (pending.which) {
+                case FieldValue::FLOAT: {
+                    uint64_t bits;
+                    std::memcpy(&bits, &pending.float_value, 8);
+                    segment.word(element, bits);
+                    break;
+                }
+                case FieldValue::INT:
+                    segment.word(element, static_cast<uint64_t>(pending.int_value));
+                    break;
+                case FieldValue::BOOL:
+                    segment.word(element, pending.bool_value ? 1 : 0);
+                    break;
+                case FieldValue::TEXT:
+                case FieldValue::JSON:
+                    segment.bytes(name + 1, pending.text, true);
+                    break;
+            }
+            element += k_field_words;
+        }
+    }
+    if (!m_body.empty()) segment.bytes(pointers + k_body, m_body, false);
+    return true;
+}
+
 void JsonDecoder::Impl::build(std::vector<std::byte>& out) {
+    if (m_path == DecodePath::fast && build_direct(out)) return;
     auto message = m_builder.start();
     if (m_barrier) {
         auto barrier = message.getControl().initBarrier();

@@ -51,11 +51,18 @@ enum class Strict { no, yes };
 // lets the parser read it in place (LineReader's lines are); otherwise it is copied first.
 enum class Padding { absent, present };
 
+// How a JsonDecoder reads and writes. `fast`: a plain object of scalars (and nested
+// objects) without escapes is read by a scanner of its own and its frame written directly;
+// everything else goes the reference way. `reference`: simdjson reads every line and Cap'n
+// Proto's builder writes every frame. Both give the same bytes and the same refusals; the
+// reference exists for tests and the fuzzer to check the fast one against.
+enum class DecodePath { fast, reference };
+
 // One JSON object -> one frame. Reuses its parser and builder: after the first few lines a
 // decode allocates nothing. Not thread-safe; one per thread.
 class JsonDecoder {
 public:
-    JsonDecoder();
+    explicit JsonDecoder(DecodePath path = DecodePath::fast);
     ~JsonDecoder();
     JsonDecoder(const JsonDecoder&) = delete;
     JsonDecoder& operator=(const JsonDecoder&) = delete;

@@ -299,6 +299,70 @@ TEST(JsonDecoder, ReusedDecoderGivesEveryLineItsOwnMessage) {
               "body: expected a string or {\"base64\": \"...\"}");
 }
 
+// The fast path (its own scanner, frames written directly) against the reference (simdjson
+// and Cap'n Proto's builder): the same frame bytes, or the same refusal, line for line.
+TEST(JsonDecoder, FastPathGivesTheReferenceBytesAndRefusals) {
+    std::vector<std::string> lines = {
+        R"({"id":"019b76da-a800-7000-9684-3b6e10e76dfa","time":1767225600000000000,"ingested":1767225600000000000,"source":"sensor-000001","gateway":"gw-01","kind":"telemetry","temperature":17.65,"humidity":60.9,"pressure":1012.72,"battery":91.8})",
+        R"({})", R"( { } )", "\t{\"a\" :\r\n1 }\t", R"({"":""})", R"({"a":""})",
+        R"({"a":true,"b":false,"c":null,"d":{},"e":{"f":{"g":1}},"e":{"h":2}})",
+        R"({"a":0,"b":-1,"c":9223372036854775807,"d":-9223372036854775807})",
+        R"({"a":-9223372036854775808,"b":9223372036854775808,"c":12345678901234567890123})",
+        R"({"a":-0,"b":-0.0,"c":0.0,"d":0e5,"e":-0e-5,"f":1E5,"g":1e+5,"h":2.5e-3})",
+        R"({"a":0.1,"b":1.7976931348623157e308,"c":5e-324,"d":1e-400,"e":1e400,"f":2.2250738585072014e-308})",
+        R"({"a":0.5555555555555555555555,"b":123456789012345.6,"c":1234567890123456.7})",
+        R"({"a":9007199254740993.0,"b":1e22,"c":1e23,"d":123e-22,"e":4.35,"f":0.000001})",
+        R"({"a":01})", R"({"a":1.})", R"({"a":.5})", R"({"a":+1})", R"({"a":1e})", R"({"a":-})",
+        R"({"a":1.5.3})", R"({"a":12a})", R"({"a":tru})", R"({"a":truex})", R"({"a":nul})",
+        R"({"a":1,})", R"({"a":1} x)", R"({"a":1}})", R"({"a" 1})", R"({a:1})", R"({"a":1)",
+        R"({"a":"x)", R"({"a)", "{", "", "[1]", "42", R"("s")", "null",
+        "{\"a\":\"tab\tinside\"}", "{\"a\":\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"}",
+        "{\"\xC3\xA9\":1}", "{\"a\":\"\xFF\"}", "{\"a\":\"\xC3\"}", "{\"a\":\"\xED\xA0\x80\"}",
+        "{\"a\":1}\xC3\xA9", "{\"a\":\"x\\\"y\"}", R"({"a\u0041":1})",
+        R"({"id":null,"time":null,"ingested":null,"source":null,"gateway":null,"kind":null,"body":null})",
+        R"({"id":"0190A6B23C4D7E8F9A0B1C2D3E4F5A6B","time":"2026-11-26T15:20:44Z","ingested":-1})",
+        R"({"id":"nope"})", R"({"id":1})", R"({"time":1.5})", R"({"time":"x"})", R"({"time":true})",
+        R"({"time":-0})", R"({"time":9223372036854775808})", R"({"source":1})", R"({"kind":{}})",
+        R"({"body":"text"})", R"({"body":{"base64":"aGk="}})", R"({"body":[1]})",
+        R"({"$barrier":12,"time":1795706444000000000})", R"({"time":5,"$barrier":13})",
+        R"({"$barrier":0})", R"({"$barrier":-1})", R"({"$barrier":-0})", R"({"$barrier":1.0})",
+        R"({"$barrier":18446744073709551615})", R"({"$barrier":1,"a":1})",
+        R"({"$barrier":1,"source":null})", R"({"a":[1,2],"b":{"c":[]}})",
+        R"({"time":1,"time":2,"source":"a","source":"b","x":1,"x":"y"})",
+        R"({"source":"s","gateway":"g","kind":"k","x":"","body":"b"})",
+    };
+    // Depth: 32 levels in all are accepted, 33 are not.
+    for (size_t depth : {31, 32}) {
+        std::string line;
+        for (size_t i = 0; i < depth; ++i) line += "{\"k\":";
+        line += "{}";
+        for (size_t i = 0; i < depth; ++i) line += "}";
+        lines.push_back(line);
+    }
+    // Field counts around the limit, and a message too big for one 64 KiB segment.
+    for (size_t count : {16, 17, 1024, 1025}) {
+        std::string line = "{";
+        for (size_t i = 0; i < count; ++i)
+            line += (i ? ",\"f" : "\"f") + std::to_string(i % 700) + "\":" + std::to_string(i);
+        lines.push_back(line + "}");
+    }
+    lines.push_back(R"({"big":")" + std::string(70000, 'x') + R"(","n":1.5})");
+    lines.push_back(R"({"big":")" + std::string(65400, 'x') + R"(","n":"y"})");
+
+    JsonDecoder fast, reference(DecodePath::reference);
+    for (const auto& line : lines) {
+        for (auto padding : {Padding::absent, Padding::present}) {
+            std::string padded = line + std::string(wire::k_read_padding_bytes, '}');
+            std::string_view text(padded.data(), line.size());
+            std::vector<std::byte> fast_frame, reference_frame;
+            auto fast_reason = fast.decode(text, fast_frame, padding);
+            auto reference_reason = reference.decode(text, reference_frame, padding);
+            EXPECT_EQ(fast_reason, reference_reason) << line;
+            EXPECT_EQ(fast_frame, reference_frame) << line;
+        }
+    }
+}
+
 // ---- JSON -> message: refusals ------------------------------------------------------------
 
 TEST(JsonDecoder, RefusesWhatIsNotAnObject) {
