@@ -15,6 +15,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace mh {
 namespace {
@@ -596,6 +599,28 @@ struct FlatNumber {
 
 inline bool is_digit(char c) { return static_cast<unsigned char>(c - '0') < 10; }
 
+// Appends the digits at `p` to `value`, eight at a time where eight are there (the text is
+// followed by padding, so the load is readable; only digits before `end` are taken).
+inline const char* read_digits(const char* p, const char* end, uint64_t& value) {
+    while (end - p >= 8) {
+        uint64_t chunk;
+        std::memcpy(&chunk, p, 8);
+        // All eight are digits: each byte is 0x30..0x39.
+        if (((chunk & 0xF0F0F0F0F0F0F0F0) | (((chunk + 0x0606060606060606) & 0xF0F0F0F0F0F0F0F0) >> 4)) !=
+            0x3333333333333333)
+            break;
+        chunk -= 0x3030303030303030;
+        chunk = chunk * 10 + (chunk >> 8);  // pairs
+        chunk = (((chunk & 0x000000FF000000FF) * (100 + (1000000ULL << 32))) +
+                 (((chunk >> 16) & 0x000000FF000000FF) * (1 + (10000ULL << 32)))) >>
+                32;
+        value = value * 100000000 + chunk;
+        p += 8;
+    }
+    while (p < end && is_digit(*p)) value = value * 10 + static_cast<unsigned>(*p++ - '0');
+    return p;
+}
+
 bool flat_number(const char*& p, const char* end, FlatNumber& number) {
     const char* start = p;
     bool negative = *p == '-';
@@ -606,7 +631,7 @@ bool flat_number(const char*& p, const char* end, FlatNumber& number) {
     if (*p == '0') {
         ++p;
     } else if (is_digit(*p)) {
-        while (p < end && is_digit(*p)) mantissa = mantissa * 10 + static_cast<unsigned>(*p++ - '0');
+        p = read_digits(p, end, mantissa);
     } else {
         return false;
     }
@@ -616,7 +641,7 @@ bool flat_number(const char*& p, const char* end, FlatNumber& number) {
     if (p < end && *p == '.') {
         is_float = true;
         const char* fraction = ++p;
-        while (p < end && is_digit(*p)) mantissa = mantissa * 10 + static_cast<unsigned>(*p++ - '0');
+        p = read_digits(p, end, mantissa);
         frac_digits = static_cast<size_t>(p - fraction);
         if (frac_digits == 0) return false;
     }
@@ -656,7 +681,7 @@ bool flat_number(const char*& p, const char* end, FlatNumber& number) {
         auto [stop, error] = std::from_chars(negative ? start + 1 : start, p, value);
         if (error != std::errc() || stop != p || !std::isfinite(value)) return false;
         // Underflow is where parsers may differ: left to the DOM path.
-        if (value == 0 && mantissa != 0) return false;
+        if (value == 0 && (mantissa != 0 || total_digits > 19)) return false;
     }
     // "-0.0": the DOM path leaves it to the on-demand path, and so does this one.
     if (negative && value == 0) return false;
@@ -669,10 +694,31 @@ bool flat_number(const char*& p, const char* end, FlatNumber& number) {
 bool JsonDecoder::Impl::flat_string(const char*& p, const char* end, std::string_view& text) {
     const char* start = p;
     for (;;) {
-        // k_special: the quote, an escape, controls (invalid in JSON), and non-ASCII bytes,
-        // valid only as UTF-8, which is checked once per line.
+        // Up to the next special byte (k_special): the quote, an escape, controls (invalid
+        // in JSON), and non-ASCII bytes, valid only as UTF-8, which is checked once per line.
+#if defined(__SSE2__)
+        // 16 bytes at a time: the text is followed by padding, so a load past `end` is
+        // readable, and what it finds there is not taken.
+        for (;;) {
+            __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+            __m128i stop = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(chunk, _mm_set1_epi8('\\'))),
+                _mm_cmpeq_epi8(_mm_min_epu8(chunk, _mm_set1_epi8(0x1F)), chunk));
+            // The sign bits are the non-ASCII bytes.
+            auto mask = static_cast<unsigned>(_mm_movemask_epi8(stop) | _mm_movemask_epi8(chunk));
+            if (mask != 0) {
+                p += __builtin_ctz(mask);
+                break;
+            }
+            p += 16;
+            if (p >= end) break;
+        }
+        if (p >= end) return false;
+#else
         while (p < end && !k_special[static_cast<unsigned char>(*p)]) ++p;
         if (p == end) return false;
+#endif
         auto c = static_cast<unsigned char>(*p);
         if (c == '"') break;
         if (c < 0x80) return false;  // an escape or a control
