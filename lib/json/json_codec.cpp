@@ -349,7 +349,53 @@ void append_string(std::string& out, std::string_view text, NonAscii non_ascii) 
     out.push_back('"');
 }
 
+namespace {
+constexpr double k_float_powers_of_ten[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
+
+// What fmt's shortest "{}" gives, for the values sensors mostly send: zero, and magnitudes
+// from 0.001 to 10^15 with at most 8 digits after the point and 15 in all, which fmt
+// writes in fixed notation. The fewest fraction digits k whose decimal reads back as the
+// same double is the shortest form, and the only one of that length: within 15 digits,
+// neighbouring decimals are several ulps apart. m / 10^k with both exact is one correctly
+// rounded division, which is what reading the decimal back gives. False: fmt's turn.
+bool append_short_float(std::string& out, double value) {
+    char buffer[32];
+    char* p = buffer;
+    if (std::signbit(value)) *p++ = '-';
+    double magnitude = std::fabs(value);
+    if (magnitude == 0) {
+        std::memcpy(p, "0.0", 3);
+        out.append(buffer, p + 3);
+        return true;
+    }
+    if (!(magnitude >= 1e-3 && magnitude < 1e15)) return false;  // NaN too
+    for (size_t k = 0; k < std::size(k_float_powers_of_ten); ++k) {
+        double scaled = magnitude * k_float_powers_of_ten[k];
+        if (scaled >= 1e15) return false;
+        double rounded = std::nearbyint(scaled);
+        if (rounded / k_float_powers_of_ten[k] != magnitude) continue;
+        auto digits = static_cast<uint64_t>(rounded);
+        // A trailing zero would mean a shorter form was missed: fmt decides.
+        if (k > 0 && digits % 10 == 0) return false;
+        auto unit = static_cast<uint64_t>(k_float_powers_of_ten[k]);
+        p = std::to_chars(p, buffer + sizeof(buffer), digits / unit).ptr;
+        *p++ = '.';
+        if (k == 0) {
+            *p++ = '0';
+        } else {
+            uint64_t fraction = digits % unit;
+            for (size_t i = k; i-- > 0; fraction /= 10) p[i] = static_cast<char>('0' + fraction % 10);
+            p += k;
+        }
+        out.append(buffer, p);
+        return true;
+    }
+    return false;
+}
+}  // namespace
+
 void append_float(std::string& out, double value) {
+    if (append_short_float(out, value)) return;
     char buffer[32];
     char* end = fmt::format_to(buffer, "{}", value);
     out.append(buffer, end);

@@ -6,6 +6,7 @@
 #include <capnp/serialize.h>
 #include "support/support.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -511,6 +512,41 @@ TEST(JsonEncoder, FloatsAlwaysReadBackAsFloats) {
     EXPECT_EQ(with_float(1.0 / 3), R"({"x":0.3333333333333333})");  // shortest that reads back
     EXPECT_EQ(with_float(std::nan("")), R"({"x":null})");
     EXPECT_EQ(with_float(-INFINITY), R"({"x":null})");
+}
+
+// append_float writes common values itself: it must give fmt's shortest text, with ".0"
+// where that has no point, for every double, whatever path writes it.
+TEST(JsonEncoder, FloatsAreFmtsShortestTextWhicheverPathWritesThem) {
+    auto expected = [](double value) {
+        std::string text = fmt::format("{}", value);
+        if (text.find_first_of(".en") == std::string::npos) text += ".0";
+        return text;
+    };
+    std::vector<double> values = {0.0, -0.0, 1e-3, 9.99e-4, 1e15, 999999999999999.0,
+                                  1e15 - 0.5, 0.1 + 0.2, 17.65, 1012.72, 60.9, 91.8, -3.5,
+                                  123456789.12345678, 0.00123456789, 5e-324, 1e300, 4503599627370497.0};
+    uint64_t state = 12345;
+    auto next = [&] {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        return state >> 11;
+    };
+    for (int i = 0; i < 200000; ++i) {
+        // Decimals with few digits, as sensors send, read the way a parser reads them...
+        int fraction_digits = static_cast<int>(next() % 10);
+        uint64_t digits = next() % 10000000000000000ULL / (next() % 1000000000 + 1);
+        double value = std::stod(std::to_string(digits) + "e-" + std::to_string(fraction_digits));
+        values.push_back(i % 2 ? value : -value);
+        // ...and any bits at all.
+        uint64_t bits = next() << 11 | next() >> 42;
+        double any;
+        std::memcpy(&any, &bits, sizeof(any));
+        if (std::isfinite(any)) values.push_back(any);
+    }
+    for (double value : values) {
+        std::string text;
+        json::append_float(text, value);
+        ASSERT_EQ(text, expected(value)) << fmt::format("{:a}", value);
+    }
 }
 
 TEST(JsonEncoder, EscapesControlsKeepsUtf8AndReplacesInvalidBytes) {
