@@ -1,5 +1,6 @@
 // Fuzzes what reads frames from outside: bytes -> scan_frame -> check_frame -> a read of
-// every part of each frame, then the JSON encoder and the text form on it. Nothing may crash, leak,
+// every part of each frame, then the JSON encoder (its direct read of the frame's words
+// checked against Cap'n Proto's reader) and the text form on it. Nothing may crash, leak,
 // read out of bounds or hit undefined behaviour, whatever the bytes.
 #include "json/json_codec.h"
 #include "text/text_sink.h"
@@ -94,7 +95,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             }
         }
 
-        if (wire::check_frame(frame, limits)) continue;  // garbled: refused with a reason
+        // The encoder's direct read takes only frames Cap'n Proto reads without complaint,
+        // and must write what the checked path writes.
+        static std::string direct;
+        direct.clear();
+        bool read_directly = encoder.encode_frame(frame, direct);
+        if (!read_directly && !direct.empty()) std::abort();
+
+        if (wire::check_frame(frame, limits)) {  // garbled: refused with a reason
+            if (read_directly) std::abort();
+            continue;
+        }
         try {
             capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count),
                                                  wire::reader_options(limits));
@@ -107,8 +118,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         } catch (const kj::Exception&) {
             // A well-formed frame may still hold a pointer of the wrong kind for the schema:
             // Cap'n Proto refuses it with an exception, which the sinks count.
+            if (read_directly) std::abort();
             continue;
         }
+        if (read_directly && direct != line) std::abort();
         // One line per message, whatever the frame held.
         if (line.empty() || line.back() != '\n' || line.find('\n') != line.size() - 1) std::abort();
     }

@@ -1608,6 +1608,24 @@ void JsonDecoder::Impl::build(std::vector<std::byte>& out) {
 // ---- JsonEncoder -------------------------------------------------------------------------
 
 struct JsonEncoder::Impl {
+    // A message as the encoder reads it: from a Cap'n Proto reader, or straight from the
+    // words of a frame laid out as mh writers lay it out. Views into the frame.
+    struct Field {
+        std::string_view name;
+        FieldValue::Which which;
+        double float_value;
+        int64_t int_value;
+        bool bool_value;
+        std::string_view text;  // text or json
+    };
+    struct Flat {
+        bool barrier = false;
+        uint64_t barrier_number = 0;
+        int64_t time = 0, ingested = 0;
+        std::string_view id, source, gateway, kind, body;
+        std::vector<Field> fields;
+    };
+
     // Dotted field names nest again: a tree of groups and leaves, made in vectors kept
     // across messages.
     struct Node {
@@ -1621,12 +1639,15 @@ struct JsonEncoder::Impl {
     std::string m_padded;  // a json field with brackets and padding, for the check
     std::vector<Node> m_nodes;
     std::vector<std::string_view> m_sorted_names;
+    Flat m_flat;
 
-    void encode(schema::Message::Reader message, std::string& out);
+    void read(schema::Message::Reader message, Flat& flat);
+    bool read_frame(const wire::Frame& frame, Flat& flat);
+    void encode(const Flat& message, std::string& out);
     void append_time(std::string& out, int64_t ns);
-    void append_value(std::string& out, FieldValue::Reader value);
-    void append_fields(std::string& out, capnp::List<schema::Field>::Reader fields, bool& first);
-    void append_children(std::string& out, capnp::List<schema::Field>::Reader fields, int32_t node,
+    void append_value(std::string& out, const Field& field);
+    void append_fields(std::string& out, const std::vector<Field>& fields, bool& first);
+    void append_children(std::string& out, const std::vector<Field>& fields, int32_t node,
                          bool& first);
     bool nestable(std::string_view name, size_t value_depth) const;
     int32_t add_node(int32_t parent, std::string_view key, int32_t field);
@@ -1639,18 +1660,27 @@ JsonEncoder::JsonEncoder(TimeFormat time_format) : m_impl(std::make_unique<Impl>
 JsonEncoder::~JsonEncoder() = default;
 
 void JsonEncoder::encode(schema::Message::Reader message, std::string& out) {
-    m_impl->encode(message, out);
+    m_impl->read(message, m_impl->m_flat);
+    m_impl->encode(m_impl->m_flat, out);
+}
+
+bool JsonEncoder::encode_frame(const wire::Frame& frame, std::string& out) {
+    if (!m_impl->read_frame(frame, m_impl->m_flat)) return false;
+    m_impl->encode(m_impl->m_flat, out);
+    return true;
 }
 
 namespace {
 std::string_view view(capnp::Text::Reader text) { return {text.begin(), text.size()}; }
+std::string_view view(capnp::Data::Reader data) {
+    return {reinterpret_cast<const char*>(data.begin()), data.size()};
+}
 
+// `key` is ",\"name\":": our own keys, which need no escaping; the comma unless first.
 void append_key(std::string& out, std::string_view key, bool& first) {
-    if (!first) out.push_back(',');
+    if (first) key.remove_prefix(1);
     first = false;
-    out.push_back('"');
-    out += key;  // only our own keys, which need no escaping
-    out += "\":";
+    out += key;
 }
 
 template <typename Integer>
@@ -1659,6 +1689,174 @@ void append_integer(std::string& out, Integer value) {
     out.append(buffer, std::to_chars(buffer, buffer + sizeof(buffer), value).ptr);
 }
 }  // namespace
+
+// What encode() reads of a message, in the order it always has, so that a reader that
+// throws (a pointer of the wrong kind) throws as before; what it never read (the rest of
+// a barrier, a field value of a newer kind) it still does not read.
+void JsonEncoder::Impl::read(schema::Message::Reader message, Flat& flat) {
+    flat.fields.clear();
+    flat.barrier = message.getControl().isBarrier();
+    if (flat.barrier) {
+        auto barrier = message.getControl().getBarrier();
+        flat.barrier_number = barrier.getNumber();
+        flat.time = barrier.getTime();
+        return;
+    }
+    flat.id = message.hasId() ? view(message.getId()) : std::string_view();
+    flat.time = message.getTime();
+    flat.ingested = message.getIngested();
+    flat.source = view(message.getSource());
+    flat.gateway = view(message.getGateway());
+    flat.kind = view(message.getKind());
+    if (message.hasFields()) {
+        for (auto field : message.getFields()) {
+            Field& out = flat.fields.emplace_back();
+            out.name = view(field.getName());
+            auto value = field.getValue();
+            out.which = value.which();
+            switch (out.which) {
+                case FieldValue::FLOAT: out.float_value = value.getFloat(); break;
+                case FieldValue::INT: out.int_value = value.getInt(); break;
+                case FieldValue::TEXT: out.text = view(value.getText()); break;
+                case FieldValue::BOOL: out.bool_value = value.getBool(); break;
+                case FieldValue::JSON: out.text = view(value.getJson()); break;
+                default: break;  // a variant newer than this code: written as null
+            }
+        }
+    }
+    flat.body = message.hasBody() ? view(message.getBody()) : std::string_view();
+}
+
+namespace {
+// The frame layout mh writers produce, read without Cap'n Proto: one segment; the root a
+// Message of exactly today's size; every pointer null or of the kind the schema says, in
+// bounds, texts NUL-terminated; field lists of today's Field size; no pointer where the
+// union's current member has none. Objects may not add up to more words than the segment
+// holds, which keeps any reading within Cap'n Proto's traversal limit. A frame like that is
+// one Cap'n Proto's reader reads without a complaint, giving these very values.
+class FrameWords {
+public:
+    FrameWords(const capnp::word* words, size_t count)
+        : m_words(reinterpret_cast<const std::byte*>(words)), m_count(count), m_budget(count) {}
+
+    uint64_t word(uint64_t at) const {
+        uint64_t value;
+        std::memcpy(&value, m_words + at * 8, 8);
+        return value;
+    }
+    uint16_t tag(uint64_t at, size_t byte) const {
+        uint16_t value;
+        std::memcpy(&value, m_words + at * 8 + byte, 2);
+        return value;
+    }
+    // The target of the non-far pointer at `at` that covers `words` words after it.
+    bool target(uint64_t at, uint64_t pointer, uint64_t words, uint64_t& start) {
+        int64_t offset = static_cast<int32_t>(static_cast<uint32_t>(pointer)) >> 2;
+        int64_t first = static_cast<int64_t>(at) + 1 + offset;
+        if (first < 0 || static_cast<uint64_t>(first) > m_count ||
+            words > m_count - static_cast<uint64_t>(first) || words > m_budget)
+            return false;
+        m_budget -= words;
+        start = static_cast<uint64_t>(first);
+        return true;
+    }
+    // A Data (is_text: Text, without its NUL) at the pointer in word `at`; null is empty.
+    bool bytes(uint64_t at, bool is_text, std::string_view& out) {
+        uint64_t pointer = word(at);
+        if (pointer == 0) {
+            out = {};
+            return true;
+        }
+        uint64_t count = pointer >> 35;
+        uint64_t start;
+        if ((pointer & 3) != 1 || (pointer >> 32 & 7) != k_byte_elements ||
+            !target(at, pointer, (count + 7) / 8, start))
+            return false;
+        auto* data = reinterpret_cast<const char*>(m_words + start * 8);
+        if (is_text) {
+            if (count == 0 || data[count - 1] != '\0') return false;
+            --count;
+        }
+        out = {data, count};
+        return true;
+    }
+
+private:
+    const std::byte* m_words;
+    uint64_t m_count;
+    uint64_t m_budget;
+};
+}  // namespace
+
+bool JsonEncoder::Impl::read_frame(const wire::Frame& frame, Flat& flat) {
+    if (frame.word_count < 2) return false;
+    uint32_t table[2];
+    std::memcpy(table, frame.words, sizeof(table));
+    if (table[0] != 0 || table[1] != frame.word_count - 1) return false;
+    FrameWords words(frame.words + 1, frame.word_count - 1);
+    uint64_t root = words.word(0), message;
+    if (root != (root & 0xFFFFFFFF) + (k_message_data_words << 32 | k_message_pointers << 48) ||
+        (root & 3) != 0 || !words.target(0, root, k_message_data_words + k_message_pointers, message))
+        return false;
+    uint64_t pointers = message + k_message_data_words;
+    flat.fields.clear();
+    uint16_t control = words.tag(message, k_control_byte);
+    if (control == schema::Message::Control::BARRIER) {
+        for (uint64_t slot = 0; slot < k_barrier; ++slot)
+            if (words.word(pointers + slot) != 0) return false;
+        uint64_t pointer = words.word(pointers + k_barrier), barrier;
+        if (pointer != (pointer & 0xFFFFFFFF) + (k_barrier_data_words << 32) || (pointer & 3) != 0 ||
+            !words.target(pointers + k_barrier, pointer, k_barrier_data_words, barrier))
+            return false;
+        flat.barrier = true;
+        flat.barrier_number = words.word(barrier);
+        flat.time = static_cast<int64_t>(words.word(barrier + 1));
+        return true;
+    }
+    if (control != schema::Message::Control::NONE || words.word(pointers + k_barrier) != 0)
+        return false;
+    flat.barrier = false;
+    flat.time = static_cast<int64_t>(words.word(message));
+    flat.ingested = static_cast<int64_t>(words.word(message + 1));
+    if (!words.bytes(pointers + k_id, false, flat.id) ||
+        !words.bytes(pointers + k_source, true, flat.source) ||
+        !words.bytes(pointers + k_gateway, true, flat.gateway) ||
+        !words.bytes(pointers + k_kind, true, flat.kind) ||
+        !words.bytes(pointers + k_body, false, flat.body))
+        return false;
+    if (uint64_t list = words.word(pointers + k_fields)) {
+        constexpr uint64_t k_field_words = k_field_data_words + k_field_pointers;
+        uint64_t list_words = list >> 35, start;
+        if ((list & 3) != 1 || (list >> 32 & 7) != k_composite_elements ||
+            !words.target(pointers + k_fields, list, list_words + 1, start))
+            return false;
+        uint64_t tag = words.word(start);
+        uint64_t count = tag >> 2 & 0x3FFFFFFF;
+        if ((tag & 3) != 0 || tag >> 32 != (k_field_data_words | k_field_pointers << 16) ||
+            count * k_field_words != list_words)
+            return false;
+        for (uint64_t i = 0; i < count; ++i) {
+            uint64_t element = start + 1 + i * k_field_words;
+            uint64_t name = element + k_field_data_words;
+            Field& field = flat.fields.emplace_back();
+            if (!words.bytes(name, true, field.name)) return false;
+            field.which = static_cast<FieldValue::Which>(words.tag(element, k_field_tag_byte));
+            uint64_t value = words.word(element);
+            switch (field.which) {
+                case FieldValue::FLOAT: std::memcpy(&field.float_value, &value, 8); break;
+                case FieldValue::INT: field.int_value = static_cast<int64_t>(value); break;
+                case FieldValue::BOOL: field.bool_value = value & 1; break;
+                case FieldValue::TEXT:
+                case FieldValue::JSON:
+                    if (!words.bytes(name + 1, true, field.text)) return false;
+                    continue;
+                default: return false;
+            }
+            if (words.word(name + 1) != 0) return false;
+        }
+    }
+    return true;
+}
 
 void JsonEncoder::Impl::append_time(std::string& out, int64_t ns) {
     if (m_time_format == TimeFormat::nanoseconds) {
@@ -1672,78 +1870,70 @@ void JsonEncoder::Impl::append_time(std::string& out, int64_t ns) {
     out.append(buffer, end);
 }
 
-void JsonEncoder::Impl::encode(schema::Message::Reader message, std::string& out) {
+void JsonEncoder::Impl::encode(const Flat& message, std::string& out) {
     bool first = true;
     out.push_back('{');
-    if (message.getControl().isBarrier()) {
-        auto barrier = message.getControl().getBarrier();
-        append_key(out, "$barrier", first);
-        append_integer(out, barrier.getNumber());
-        append_key(out, "time", first);
-        append_time(out, barrier.getTime());
+    if (message.barrier) {
+        append_key(out, ",\"$barrier\":", first);
+        append_integer(out, message.barrier_number);
+        append_key(out, ",\"time\":", first);
+        append_time(out, message.time);
         out += "}\n";
         return;
     }
-    if (message.hasId()) {
-        auto id = message.getId();
-        if (id.size() > 0) {
-            char buffer[2 * 16 + 4 + 2];
-            append_key(out, "id", first);
-            if (id.size() == 16) {
-                buffer[0] = '"';
-                char* end = format_id(std::span<const uint8_t>(id.begin(), id.size()), buffer + 1);
-                *end++ = '"';
-                out.append(buffer, end);
-            } else {
-                // Not an mh id: kept as hex digits rather than dropped.
-                out.push_back('"');
-                for (size_t i = 0; i < id.size(); i += 16) {
-                    size_t n = std::min<size_t>(16, id.size() - i);
-                    out.append(buffer,
-                               format_id(std::span<const uint8_t>(id.begin() + i, n), buffer));
-                }
-                out.push_back('"');
+    if (!message.id.empty()) {
+        auto id = std::span(reinterpret_cast<const uint8_t*>(message.id.data()), message.id.size());
+        char buffer[2 * 16 + 4 + 2];
+        append_key(out, ",\"id\":", first);
+        if (id.size() == 16) {
+            buffer[0] = '"';
+            char* end = format_id(id, buffer + 1);
+            *end++ = '"';
+            out.append(buffer, end);
+        } else {
+            // Not an mh id: kept as hex digits rather than dropped.
+            out.push_back('"');
+            for (size_t i = 0; i < id.size(); i += 16) {
+                size_t n = std::min<size_t>(16, id.size() - i);
+                out.append(buffer, format_id(id.subspan(i, n), buffer));
             }
+            out.push_back('"');
         }
     }
-    if (int64_t time = message.getTime()) {
-        append_key(out, "time", first);
-        append_time(out, time);
+    if (message.time) {
+        append_key(out, ",\"time\":", first);
+        append_time(out, message.time);
     }
-    if (int64_t ingested = message.getIngested()) {
-        append_key(out, "ingested", first);
-        append_time(out, ingested);
+    if (message.ingested) {
+        append_key(out, ",\"ingested\":", first);
+        append_time(out, message.ingested);
     }
-    auto append_text = [&](const char* key, capnp::Text::Reader text) {
-        if (text.size() == 0) return;
+    auto append_text = [&](std::string_view key, std::string_view text) {
+        if (text.empty()) return;
         append_key(out, key, first);
-        json::append_string(out, view(text));
+        json::append_string(out, text);
     };
-    append_text("source", message.getSource());
-    append_text("gateway", message.getGateway());
-    append_text("kind", message.getKind());
-    if (message.hasFields()) append_fields(out, message.getFields(), first);
-    if (message.hasBody()) {
-        auto body = message.getBody();
-        std::string_view bytes(reinterpret_cast<const char*>(body.begin()), body.size());
-        if (!bytes.empty()) {
-            append_key(out, "body", first);
-            if (is_valid_utf8(bytes)) {
-                json::append_string(out, bytes);
-            } else {
-                out += "{\"base64\":\"";
-                json::append_base64(out, std::as_bytes(std::span(body.begin(), body.size())));
-                out += "\"}";
-            }
+    append_text(",\"source\":", message.source);
+    append_text(",\"gateway\":", message.gateway);
+    append_text(",\"kind\":", message.kind);
+    if (!message.fields.empty()) append_fields(out, message.fields, first);
+    if (!message.body.empty()) {
+        append_key(out, ",\"body\":", first);
+        if (is_valid_utf8(message.body)) {
+            json::append_string(out, message.body);
+        } else {
+            out += "{\"base64\":\"";
+            json::append_base64(out, std::as_bytes(std::span(message.body)));
+            out += "\"}";
         }
     }
     out += "}\n";
 }
 
-void JsonEncoder::Impl::append_value(std::string& out, FieldValue::Reader value) {
-    switch (value.which()) {
+void JsonEncoder::Impl::append_value(std::string& out, const Field& value) {
+    switch (value.which) {
         case FieldValue::FLOAT: {
-            double number = value.getFloat();
+            double number = value.float_value;
             if (std::isfinite(number))
                 json::append_float(out, number);
             else
@@ -1751,16 +1941,16 @@ void JsonEncoder::Impl::append_value(std::string& out, FieldValue::Reader value)
             return;
         }
         case FieldValue::INT:
-            append_integer(out, value.getInt());
+            append_integer(out, value.int_value);
             return;
         case FieldValue::TEXT:
-            json::append_string(out, view(value.getText()));
+            json::append_string(out, value.text);
             return;
         case FieldValue::BOOL:
-            out += value.getBool() ? "true" : "false";
+            out += value.bool_value ? "true" : "false";
             return;
         case FieldValue::JSON: {
-            std::string_view text = view(value.getJson());
+            std::string_view text = value.text;
             if (!is_valid_json(text)) {
                 json::append_string(out, text);
                 return;
@@ -1856,36 +2046,34 @@ int32_t JsonEncoder::Impl::add_node(int32_t parent, std::string_view key, int32_
     return index;
 }
 
-void JsonEncoder::Impl::append_fields(std::string& out, capnp::List<schema::Field>::Reader fields,
+void JsonEncoder::Impl::append_fields(std::string& out, const std::vector<Field>& fields,
                                       bool& first) {
     bool dotted = false;
-    for (auto field : fields) {
-        auto name = field.getName();
-        if (std::memchr(name.begin(), '.', name.size())) {
+    for (auto& field : fields) {
+        if (std::memchr(field.name.data(), '.', field.name.size())) {
             dotted = true;
             break;
         }
     }
     if (!dotted) {
-        for (auto field : fields) {
+        for (auto& field : fields) {
             if (!first) out.push_back(',');
             first = false;
-            json::append_string(out, view(field.getName()));
+            json::append_string(out, field.name);
             out.push_back(':');
-            append_value(out, field.getValue());
+            append_value(out, field);
         }
         return;
     }
 
     m_sorted_names.clear();
-    for (auto field : fields) m_sorted_names.push_back(view(field.getName()));
+    for (auto& field : fields) m_sorted_names.push_back(field.name);
     std::sort(m_sorted_names.begin(), m_sorted_names.end());
     m_nodes.clear();
     m_nodes.push_back(Node{{}, -1});  // the root: the message object itself
-    for (unsigned i = 0; i < fields.size(); ++i) {
-        std::string_view name = view(fields[i].getName());
-        auto value = fields[i].getValue();
-        size_t value_depth = value.isJson() ? json_depth(view(value.getJson())) : 0;
+    for (size_t i = 0; i < fields.size(); ++i) {
+        std::string_view name = fields[i].name;
+        size_t value_depth = fields[i].which == FieldValue::JSON ? json_depth(fields[i].text) : 0;
         if (!nestable(name, value_depth)) {
             add_node(0, name, static_cast<int32_t>(i));
             continue;
@@ -1908,7 +2096,7 @@ void JsonEncoder::Impl::append_fields(std::string& out, capnp::List<schema::Fiel
     append_children(out, fields, 0, first);
 }
 
-void JsonEncoder::Impl::append_children(std::string& out, capnp::List<schema::Field>::Reader fields,
+void JsonEncoder::Impl::append_children(std::string& out, const std::vector<Field>& fields,
                                         int32_t node, bool& first) {
     for (int32_t child = m_nodes[static_cast<size_t>(node)].first_child; child >= 0;
          child = m_nodes[static_cast<size_t>(child)].next) {
@@ -1918,7 +2106,7 @@ void JsonEncoder::Impl::append_children(std::string& out, capnp::List<schema::Fi
         json::append_string(out, entry.key);
         out.push_back(':');
         if (entry.field >= 0) {
-            append_value(out, fields[static_cast<unsigned>(entry.field)].getValue());
+            append_value(out, fields[static_cast<size_t>(entry.field)]);
         } else {
             bool first_inner = true;
             out.push_back('{');
@@ -1970,10 +2158,15 @@ wire::Next JsonLineSource::next(wire::Wait wait, wire::Frame& frame) {
 // ---- JsonSink ----------------------------------------------------------------------------
 
 JsonSink::JsonSink(int fd, TimeFormat time_format, wire::FrameLimits limits)
-    : m_output(fd), m_encoder(time_format), m_opener(limits) {}
+    : m_output(fd), m_encoder(time_format), m_opener(limits), m_max_frame_bytes(limits.max_frame_bytes) {}
 
 void JsonSink::write(const wire::Frame& frame) {
     m_line.clear();
+    // Frames within the limit, so that the opener's traversal limit could not refuse one.
+    if (frame.byte_count() <= m_max_frame_bytes && m_encoder.encode_frame(frame, m_line)) {
+        m_output.append(m_line);
+        return;
+    }
     if (auto reason = m_opener.open(frame)) {
         ++m_rejected;
         m_last_error = std::move(*reason);

@@ -364,6 +364,63 @@ TEST(JsonDecoder, FastPathGivesTheReferenceBytesAndRefusals) {
     }
 }
 
+// encode_frame reads the frame's words itself: for frames laid out as mh writes them it
+// gives encode()'s line; for any other layout it declines and leaves the line alone.
+TEST(JsonEncoder, EncodeFrameGivesEncodesLineOrDeclines) {
+    auto via_reader = [](const std::vector<capnp::word>& words) {
+        capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()));
+        JsonEncoder encoder;
+        std::string line;
+        encoder.encode(reader.getRoot<schema::Message>(), line);
+        return line;
+    };
+    auto direct = [](const std::vector<capnp::word>& words, std::string& line) {
+        JsonEncoder encoder;
+        return encoder.encode_frame(wire::Frame{words.data(), words.size()}, line);
+    };
+    const char* lines[] = {
+        R"({"id":"019b76da-a800-7000-9684-3b6e10e76dfa","time":1767225600000000000,"source":"s","gateway":"g","kind":"k","t":17.65,"n":-3,"ok":true,"s":"x\ny","j":[1,{"a":null}],"e":{},"m":{"r":1},"body":"b"})",
+        R"({"$barrier":7,"time":5})", R"({})", R"({"body":{"base64":"/w=="},"x":""})",
+    };
+    for (const char* text : lines) {
+        std::vector<std::byte> bytes;
+        ASSERT_FALSE(JsonDecoder().decode(text, bytes)) << text;
+        std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
+        std::memcpy(words.data(), bytes.data(), bytes.size());
+        std::string line;
+        ASSERT_TRUE(direct(words, line)) << text;
+        EXPECT_EQ(line, via_reader(words)) << text;
+    }
+    // Built by Cap'n Proto in another order: still read directly, to the same line.
+    capnp::MallocMessageBuilder builder;
+    auto message = builder.initRoot<schema::Message>();
+    auto fields = message.initFields(2);
+    message.setKind("late");
+    fields[1].setName("b");
+    fields[1].getValue().setText("two");
+    fields[0].setName("a");
+    fields[0].getValue().setInt(1);
+    auto words = capnp::messageToFlatArray(builder);
+    std::vector<capnp::word> ordered(words.begin(), words.end());
+    std::string line;
+    ASSERT_TRUE(direct(ordered, line));
+    EXPECT_EQ(line, R"({"kind":"late","a":1,"b":"two"})" "\n");
+    EXPECT_EQ(line, via_reader(ordered));
+    // Declined: two segments; a text without its NUL.
+    capnp::MallocMessageBuilder small(1, capnp::AllocationStrategy::FIXED_SIZE);
+    small.initRoot<schema::Message>().setSource("a source long enough for a second segment");
+    auto two = capnp::messageToFlatArray(small);
+    line.clear();
+    EXPECT_FALSE(direct(std::vector<capnp::word>(two.begin(), two.end()), line));
+    EXPECT_TRUE(line.empty());
+    std::vector<capnp::word> broken = ordered;
+    auto* raw = reinterpret_cast<char*>(broken.data());
+    for (size_t i = 0; i + 5 <= broken.size() * 8; ++i)
+        if (std::memcmp(raw + i, "late", 5) == 0) raw[i + 4] = 'x';
+    EXPECT_FALSE(direct(broken, line));
+    EXPECT_TRUE(line.empty());
+}
+
 // ---- JSON -> message: refusals ------------------------------------------------------------
 
 TEST(JsonDecoder, RefusesWhatIsNotAnObject) {
