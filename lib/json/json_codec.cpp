@@ -3,6 +3,7 @@
 #include "message/id.h"
 #include "message/scratch_builder.h"
 #include "message/time.h"
+#include "wire/message_view.h"
 
 #include <capnp/serialize.h>
 #include <fmt/format.h>
@@ -1412,21 +1413,7 @@ void init_copy(Init init, std::string_view bytes) {
 
 namespace {
 
-// The schema's sizes (in words) and slots, which the generated code also has.
-constexpr uint64_t k_message_data_words = 3, k_message_pointers = 7;
-constexpr uint64_t k_field_data_words = 2, k_field_pointers = 2;
-constexpr uint64_t k_barrier_data_words = 2;
-static_assert(schema::Message::_capnpPrivate::dataWordSize == k_message_data_words &&
-              schema::Message::_capnpPrivate::pointerCount == k_message_pointers);
-static_assert(schema::Field::_capnpPrivate::dataWordSize == k_field_data_words &&
-              schema::Field::_capnpPrivate::pointerCount == k_field_pointers);
-static_assert(schema::Barrier::_capnpPrivate::dataWordSize == k_barrier_data_words &&
-              schema::Barrier::_capnpPrivate::pointerCount == 0);
-enum MessageSlot : uint64_t { k_id, k_source, k_gateway, k_kind, k_fields, k_body, k_barrier };
-constexpr size_t k_control_byte = 16;    // Message.control's tag, a uint16 after two words
-constexpr size_t k_field_tag_byte = 8;   // Field.value's tag, a uint16 after one word
-constexpr uint64_t k_byte_elements = 2;  // list element sizes in a list pointer
-constexpr uint64_t k_composite_elements = 7;
+using namespace wire::layout;
 
 inline uint64_t text_words(size_t bytes) { return (bytes + 1 + 7) / 8; }  // with its NUL
 inline uint64_t data_words(size_t bytes) { return (bytes + 7) / 8; }
@@ -1609,22 +1596,9 @@ void JsonDecoder::Impl::build(std::vector<std::byte>& out) {
 
 struct JsonEncoder::Impl {
     // A message as the encoder reads it: from a Cap'n Proto reader, or straight from the
-    // words of a frame laid out as mh writers lay it out. Views into the frame.
-    struct Field {
-        std::string_view name;
-        FieldValue::Which which;
-        double float_value;
-        int64_t int_value;
-        bool bool_value;
-        std::string_view text;  // text or json
-    };
-    struct Flat {
-        bool barrier = false;
-        uint64_t barrier_number = 0;
-        int64_t time = 0, ingested = 0;
-        std::string_view id, source, gateway, kind, body;
-        std::vector<Field> fields;
-    };
+    // words of a frame in mh's own layout.
+    using Field = wire::FieldView;
+    using Flat = wire::MessageView;
 
     // Dotted field names nest again: a tree of groups and leaves, made in vectors kept
     // across messages.
@@ -1642,7 +1616,6 @@ struct JsonEncoder::Impl {
     Flat m_flat;
 
     void read(schema::Message::Reader message, Flat& flat);
-    bool read_frame(const wire::Frame& frame, Flat& flat);
     void encode(const Flat& message, std::string& out);
     void append_time(std::string& out, int64_t ns);
     void append_value(std::string& out, const Field& field);
@@ -1665,7 +1638,7 @@ void JsonEncoder::encode(schema::Message::Reader message, std::string& out) {
 }
 
 bool JsonEncoder::encode_frame(const wire::Frame& frame, std::string& out) {
-    if (!m_impl->read_frame(frame, m_impl->m_flat)) return false;
+    if (!wire::read_message_view(frame, &m_impl->m_flat)) return false;
     m_impl->encode(m_impl->m_flat, out);
     return true;
 }
@@ -1702,7 +1675,7 @@ void JsonEncoder::Impl::read(schema::Message::Reader message, Flat& flat) {
         flat.time = barrier.getTime();
         return;
     }
-    flat.id = message.hasId() ? view(message.getId()) : std::string_view();
+    flat.id = message.hasId() ? view(message.getId()) : std::string_view("", 0);
     flat.time = message.getTime();
     flat.ingested = message.getIngested();
     flat.source = view(message.getSource());
@@ -1724,138 +1697,7 @@ void JsonEncoder::Impl::read(schema::Message::Reader message, Flat& flat) {
             }
         }
     }
-    flat.body = message.hasBody() ? view(message.getBody()) : std::string_view();
-}
-
-namespace {
-// The frame layout mh writers produce, read without Cap'n Proto: one segment; the root a
-// Message of exactly today's size; every pointer null or of the kind the schema says, in
-// bounds, texts NUL-terminated; field lists of today's Field size; no pointer where the
-// union's current member has none. Objects may not add up to more words than the segment
-// holds, which keeps any reading within Cap'n Proto's traversal limit. A frame like that is
-// one Cap'n Proto's reader reads without a complaint, giving these very values.
-class FrameWords {
-public:
-    FrameWords(const capnp::word* words, size_t count)
-        : m_words(reinterpret_cast<const std::byte*>(words)), m_count(count), m_budget(count) {}
-
-    uint64_t word(uint64_t at) const {
-        uint64_t value;
-        std::memcpy(&value, m_words + at * 8, 8);
-        return value;
-    }
-    uint16_t tag(uint64_t at, size_t byte) const {
-        uint16_t value;
-        std::memcpy(&value, m_words + at * 8 + byte, 2);
-        return value;
-    }
-    // The target of the non-far pointer at `at` that covers `words` words after it.
-    bool target(uint64_t at, uint64_t pointer, uint64_t words, uint64_t& start) {
-        int64_t offset = static_cast<int32_t>(static_cast<uint32_t>(pointer)) >> 2;
-        int64_t first = static_cast<int64_t>(at) + 1 + offset;
-        if (first < 0 || static_cast<uint64_t>(first) > m_count ||
-            words > m_count - static_cast<uint64_t>(first) || words > m_budget)
-            return false;
-        m_budget -= words;
-        start = static_cast<uint64_t>(first);
-        return true;
-    }
-    // A Data (is_text: Text, without its NUL) at the pointer in word `at`; null is empty.
-    bool bytes(uint64_t at, bool is_text, std::string_view& out) {
-        uint64_t pointer = word(at);
-        if (pointer == 0) {
-            out = {};
-            return true;
-        }
-        uint64_t count = pointer >> 35;
-        uint64_t start;
-        if ((pointer & 3) != 1 || (pointer >> 32 & 7) != k_byte_elements ||
-            !target(at, pointer, (count + 7) / 8, start))
-            return false;
-        auto* data = reinterpret_cast<const char*>(m_words + start * 8);
-        if (is_text) {
-            if (count == 0 || data[count - 1] != '\0') return false;
-            --count;
-        }
-        out = {data, count};
-        return true;
-    }
-
-private:
-    const std::byte* m_words;
-    uint64_t m_count;
-    uint64_t m_budget;
-};
-}  // namespace
-
-bool JsonEncoder::Impl::read_frame(const wire::Frame& frame, Flat& flat) {
-    if (frame.word_count < 2) return false;
-    uint32_t table[2];
-    std::memcpy(table, frame.words, sizeof(table));
-    if (table[0] != 0 || table[1] != frame.word_count - 1) return false;
-    FrameWords words(frame.words + 1, frame.word_count - 1);
-    uint64_t root = words.word(0), message;
-    if (root != (root & 0xFFFFFFFF) + (k_message_data_words << 32 | k_message_pointers << 48) ||
-        (root & 3) != 0 || !words.target(0, root, k_message_data_words + k_message_pointers, message))
-        return false;
-    uint64_t pointers = message + k_message_data_words;
-    flat.fields.clear();
-    uint16_t control = words.tag(message, k_control_byte);
-    if (control == schema::Message::Control::BARRIER) {
-        for (uint64_t slot = 0; slot < k_barrier; ++slot)
-            if (words.word(pointers + slot) != 0) return false;
-        uint64_t pointer = words.word(pointers + k_barrier), barrier;
-        if (pointer != (pointer & 0xFFFFFFFF) + (k_barrier_data_words << 32) || (pointer & 3) != 0 ||
-            !words.target(pointers + k_barrier, pointer, k_barrier_data_words, barrier))
-            return false;
-        flat.barrier = true;
-        flat.barrier_number = words.word(barrier);
-        flat.time = static_cast<int64_t>(words.word(barrier + 1));
-        return true;
-    }
-    if (control != schema::Message::Control::NONE || words.word(pointers + k_barrier) != 0)
-        return false;
-    flat.barrier = false;
-    flat.time = static_cast<int64_t>(words.word(message));
-    flat.ingested = static_cast<int64_t>(words.word(message + 1));
-    if (!words.bytes(pointers + k_id, false, flat.id) ||
-        !words.bytes(pointers + k_source, true, flat.source) ||
-        !words.bytes(pointers + k_gateway, true, flat.gateway) ||
-        !words.bytes(pointers + k_kind, true, flat.kind) ||
-        !words.bytes(pointers + k_body, false, flat.body))
-        return false;
-    if (uint64_t list = words.word(pointers + k_fields)) {
-        constexpr uint64_t k_field_words = k_field_data_words + k_field_pointers;
-        uint64_t list_words = list >> 35, start;
-        if ((list & 3) != 1 || (list >> 32 & 7) != k_composite_elements ||
-            !words.target(pointers + k_fields, list, list_words + 1, start))
-            return false;
-        uint64_t tag = words.word(start);
-        uint64_t count = tag >> 2 & 0x3FFFFFFF;
-        if ((tag & 3) != 0 || tag >> 32 != (k_field_data_words | k_field_pointers << 16) ||
-            count * k_field_words != list_words)
-            return false;
-        for (uint64_t i = 0; i < count; ++i) {
-            uint64_t element = start + 1 + i * k_field_words;
-            uint64_t name = element + k_field_data_words;
-            Field& field = flat.fields.emplace_back();
-            if (!words.bytes(name, true, field.name)) return false;
-            field.which = static_cast<FieldValue::Which>(words.tag(element, k_field_tag_byte));
-            uint64_t value = words.word(element);
-            switch (field.which) {
-                case FieldValue::FLOAT: std::memcpy(&field.float_value, &value, 8); break;
-                case FieldValue::INT: field.int_value = static_cast<int64_t>(value); break;
-                case FieldValue::BOOL: field.bool_value = value & 1; break;
-                case FieldValue::TEXT:
-                case FieldValue::JSON:
-                    if (!words.bytes(name + 1, true, field.text)) return false;
-                    continue;
-                default: return false;
-            }
-            if (words.word(name + 1) != 0) return false;
-        }
-    }
-    return true;
+    flat.body = message.hasBody() ? view(message.getBody()) : std::string_view("", 0);
 }
 
 void JsonEncoder::Impl::append_time(std::string& out, int64_t ns) {
