@@ -366,16 +366,17 @@ bool append_short_float(std::string& out, double value) {
     double magnitude = std::fabs(value);
     if (magnitude == 0) {
         std::memcpy(p, "0.0", 3);
-        out.append(buffer, p + 3);
+        out.append(buffer, static_cast<size_t>(p + 3 - buffer));
         return true;
     }
     if (!(magnitude >= 1e-3 && magnitude < 1e15)) return false;  // NaN too
     for (size_t k = 0; k < std::size(k_float_powers_of_ten); ++k) {
         double scaled = magnitude * k_float_powers_of_ten[k];
         if (scaled >= 1e15) return false;
-        double rounded = std::nearbyint(scaled);
-        if (rounded / k_float_powers_of_ten[k] != magnitude) continue;
-        auto digits = static_cast<uint64_t>(rounded);
+        // The nearest integer: when k digits fit, scaled is within 0.25 of it (the product
+        // errs by far less than that below 10^15); a wrong candidate fails the check anyway.
+        auto digits = static_cast<uint64_t>(scaled + 0.5);
+        if (static_cast<double>(digits) / k_float_powers_of_ten[k] != magnitude) continue;
         // A trailing zero would mean a shorter form was missed: fmt decides.
         if (k > 0 && digits % 10 == 0) return false;
         auto unit = static_cast<uint64_t>(k_float_powers_of_ten[k]);
@@ -388,7 +389,7 @@ bool append_short_float(std::string& out, double value) {
             for (size_t i = k; i-- > 0; fraction /= 10) p[i] = static_cast<char>('0' + fraction % 10);
             p += k;
         }
-        out.append(buffer, p);
+        out.append(buffer, static_cast<size_t>(p - buffer));
         return true;
     }
     return false;
@@ -399,7 +400,7 @@ void append_float(std::string& out, double value) {
     if (append_short_float(out, value)) return;
     char buffer[32];
     char* end = fmt::format_to(buffer, "{}", value);
-    out.append(buffer, end);
+    out.append(buffer, static_cast<size_t>(end - buffer));
     // "21" would read back as an integer.
     if (std::find_if(buffer, end, [](char c) { return c == '.' || c == 'e' || c == 'n'; }) == end)
         out += ".0";
@@ -1659,7 +1660,8 @@ void append_key(std::string& out, std::string_view key, bool& first) {
 template <typename Integer>
 void append_integer(std::string& out, Integer value) {
     char buffer[24];
-    out.append(buffer, std::to_chars(buffer, buffer + sizeof(buffer), value).ptr);
+    char* end = std::to_chars(buffer, buffer + sizeof(buffer), value).ptr;
+    out.append(buffer, static_cast<size_t>(end - buffer));
 }
 }  // namespace
 
@@ -1709,7 +1711,7 @@ void JsonEncoder::Impl::append_time(std::string& out, int64_t ns) {
     buffer[0] = '"';
     char* end = format_rfc3339(ns, buffer + 1);
     *end++ = '"';
-    out.append(buffer, end);
+    out.append(buffer, static_cast<size_t>(end - buffer));
 }
 
 void JsonEncoder::Impl::encode(const Flat& message, std::string& out) {
@@ -1731,13 +1733,14 @@ void JsonEncoder::Impl::encode(const Flat& message, std::string& out) {
             buffer[0] = '"';
             char* end = format_id(id, buffer + 1);
             *end++ = '"';
-            out.append(buffer, end);
+            out.append(buffer, static_cast<size_t>(end - buffer));
         } else {
             // Not an mh id: kept as hex digits rather than dropped.
             out.push_back('"');
             for (size_t i = 0; i < id.size(); i += 16) {
                 size_t n = std::min<size_t>(16, id.size() - i);
-                out.append(buffer, format_id(id.subspan(i, n), buffer));
+                char* end = format_id(id.subspan(i, n), buffer);
+                out.append(buffer, static_cast<size_t>(end - buffer));
             }
             out.push_back('"');
         }

@@ -86,31 +86,39 @@ bool read_message_view(const Frame& frame, MessageView* view) {
     uint64_t message;
     if (!words.structure(0, k_message_data_words, k_message_pointers, message)) return false;
     uint64_t pointers = message + k_message_data_words;
-    MessageView scratch;
-    MessageView& out = view ? *view : scratch;
-    out.fields.clear();
     uint16_t control = words.tag(message, k_control_byte);
     if (control == schema::Message::Control::BARRIER) {
         for (uint64_t slot = 0; slot < k_barrier; ++slot)
             if (words.word(pointers + slot) != 0) return false;
         uint64_t barrier;
         if (!words.structure(pointers + k_barrier, k_barrier_data_words, 0, barrier)) return false;
-        out.barrier = true;
-        out.barrier_number = words.word(barrier);
-        out.time = static_cast<int64_t>(words.word(barrier + 1));
+        if (view) {
+            view->fields.clear();
+            view->barrier = true;
+            view->barrier_number = words.word(barrier);
+            view->time = static_cast<int64_t>(words.word(barrier + 1));
+        }
         return true;
     }
     if (control != schema::Message::Control::NONE || words.word(pointers + k_barrier) != 0)
         return false;
-    out.barrier = false;
-    out.time = static_cast<int64_t>(words.word(message));
-    out.ingested = static_cast<int64_t>(words.word(message + 1));
-    if (!words.bytes(pointers + k_id, false, out.id) ||
-        !words.bytes(pointers + k_source, true, out.source) ||
-        !words.bytes(pointers + k_gateway, true, out.gateway) ||
-        !words.bytes(pointers + k_kind, true, out.kind) ||
-        !words.bytes(pointers + k_body, false, out.body))
+    // Checked into locals: a check alone (no view) builds nothing.
+    std::string_view id, source, gateway, kind, body;
+    if (!words.bytes(pointers + k_id, false, id) || !words.bytes(pointers + k_source, true, source) ||
+        !words.bytes(pointers + k_gateway, true, gateway) ||
+        !words.bytes(pointers + k_kind, true, kind) || !words.bytes(pointers + k_body, false, body))
         return false;
+    if (view) {
+        view->fields.clear();
+        view->barrier = false;
+        view->time = static_cast<int64_t>(words.word(message));
+        view->ingested = static_cast<int64_t>(words.word(message + 1));
+        view->id = id;
+        view->source = source;
+        view->gateway = gateway;
+        view->kind = kind;
+        view->body = body;
+    }
     uint64_t list = words.word(pointers + k_fields);
     if (list == 0) return true;
     constexpr uint64_t k_field_words = k_field_data_words + k_field_pointers;
@@ -124,8 +132,9 @@ bool read_message_view(const Frame& frame, MessageView* view) {
     if ((tag & 3) != 0 || tag >> 32 != (k_field_data_words | k_field_pointers << 16) ||
         count * k_field_words != list_words)
         return false;
-    FieldView field;
+    FieldView local;
     for (uint64_t i = 0; i < count; ++i) {
+        FieldView& field = view ? view->fields.emplace_back() : local;
         uint64_t element = start + 1 + i * k_field_words;
         uint64_t name = element + k_field_data_words;
         if (!words.bytes(name, true, field.name)) return false;
@@ -144,7 +153,6 @@ bool read_message_view(const Frame& frame, MessageView* view) {
         if (field.which != schema::Field::Value::TEXT && field.which != schema::Field::Value::JSON &&
             words.word(name + 1) != 0)
             return false;
-        if (view) view->fields.push_back(field);
     }
     return true;
 }
