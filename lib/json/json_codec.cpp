@@ -510,6 +510,19 @@ struct JsonDecoder::Impl {
     bool flat_top(std::string_view key, const char*& p, const char* end);
     bool flat_field(std::string_view key, const char*& p, const char* end, size_t depth);
     bool m_non_ascii = false;  // the flat scanner met bytes that UTF-8 validation must see
+#if defined(__SSE2__)
+    // The keys of the last lines, by their place in the line: lines of one stream mostly
+    // repeat them, and a key that matches (with its closing quote) needs no scan.
+    struct CachedKey {
+        __m128i bytes;     // the key and its quote, zero after
+        uint32_t mask = 0;  // the bytes that must match; 0: no key here
+        uint32_t size = 0;
+    };
+    static constexpr size_t k_cached_keys = 64;
+    std::array<CachedKey, k_cached_keys> m_keys{};
+    size_t m_key_index = 0;
+#endif
+    bool flat_key(const char*& p, const char* end, std::string_view& key);
     bool dom_decode(const char* text, size_t size);
     bool dom_top(std::string_view key, simdjson::dom::element value);
     bool dom_field(std::string_view key, simdjson::dom::element value, size_t depth);
@@ -778,9 +791,48 @@ bool JsonDecoder::Impl::flat_string(const char*& p, const char* end, std::string
     return true;
 }
 
+// A key, `p` just past its opening quote: as flat_string reads it, or at once when it is
+// the key the last line had in this place. A cached key holds no special byte (it was read
+// by flat_string and is ASCII), so a match is exactly what flat_string would find.
+bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_view& key) {
+#if defined(__SSE2__)
+    size_t index = m_key_index++;
+    if (index < k_cached_keys) {
+        CachedKey& cached = m_keys[index];
+        __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));  // padding
+        auto equal = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, cached.bytes)));
+        if (cached.mask != 0 && (equal & cached.mask) == cached.mask &&
+            static_cast<size_t>(end - p) > cached.size) {
+            key = {p, cached.size};
+            p += cached.size + 1;
+            return true;
+        }
+        const char* start = p;
+        bool non_ascii = m_non_ascii;
+        m_non_ascii = false;
+        if (!flat_string(p, end, key)) return false;
+        if (key.size() < 16 && !m_non_ascii) {
+            alignas(16) char bytes[16] = {};
+            std::memcpy(bytes, start, key.size() + 1);  // with its quote
+            cached.bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(bytes));
+            cached.mask = (1u << (key.size() + 1)) - 1;
+            cached.size = static_cast<uint32_t>(key.size());
+        } else {
+            cached.mask = 0;
+        }
+        m_non_ascii = m_non_ascii || non_ascii;
+        return true;
+    }
+#endif
+    return flat_string(p, end, key);
+}
+
 bool JsonDecoder::Impl::flat_decode(const char* text, size_t size) {
     reset();
     m_non_ascii = false;
+#if defined(__SSE2__)
+    m_key_index = 0;
+#endif
     const char* end = text + size;
     const char* p = skip_space(text, end);
     if (p == end || *p != '{') return false;
@@ -802,7 +854,7 @@ bool JsonDecoder::Impl::flat_members(const char*& p, const char* end, size_t dep
         if (p == end || *p != '"') return false;
         std::string_view key;
         ++p;
-        if (!flat_string(p, end, key)) return false;
+        if (!flat_key(p, end, key)) return false;
         p = skip_space(p, end);
         if (p == end || *p != ':') return false;
         p = skip_space(p + 1, end);
