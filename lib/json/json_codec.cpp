@@ -507,7 +507,7 @@ struct JsonDecoder::Impl {
     bool flat_decode(const char* text, size_t size);
     bool flat_members(const char*& p, const char* end, size_t depth);
     bool flat_string(const char*& p, const char* end, std::string_view& text);
-    bool flat_top(std::string_view key, const char*& p, const char* end);
+    bool flat_top(std::string_view key, TopKey which, const char*& p, const char* end);
     bool flat_field(std::string_view key, const char*& p, const char* end, size_t depth);
     bool m_non_ascii = false;  // the flat scanner met bytes that UTF-8 validation must see
 #if defined(__SSE2__)
@@ -517,12 +517,13 @@ struct JsonDecoder::Impl {
         __m128i bytes;     // the key and its quote, zero after
         uint32_t mask = 0;  // the bytes that must match; 0: no key here
         uint32_t size = 0;
+        TopKey top = TopKey::field;
     };
     static constexpr size_t k_cached_keys = 64;
     std::array<CachedKey, k_cached_keys> m_keys{};
     size_t m_key_index = 0;
 #endif
-    bool flat_key(const char*& p, const char* end, std::string_view& key);
+    bool flat_key(const char*& p, const char* end, std::string_view& key, TopKey& top);
     bool dom_decode(const char* text, size_t size);
     bool dom_top(std::string_view key, simdjson::dom::element value);
     bool dom_field(std::string_view key, simdjson::dom::element value, size_t depth);
@@ -794,7 +795,9 @@ bool JsonDecoder::Impl::flat_string(const char*& p, const char* end, std::string
 // A key, `p` just past its opening quote: as flat_string reads it, or at once when it is
 // the key the last line had in this place. A cached key holds no special byte (it was read
 // by flat_string and is ASCII), so a match is exactly what flat_string would find.
-bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_view& key) {
+// `top` says which header key it is, if any (kept with the cached key too).
+bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_view& key,
+                                 TopKey& top) {
 #if defined(__SSE2__)
     size_t index = m_key_index++;
     if (index < k_cached_keys) {
@@ -804,6 +807,7 @@ bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_vi
         if (cached.mask != 0 && (equal & cached.mask) == cached.mask &&
             static_cast<size_t>(end - p) > cached.size) {
             key = {p, cached.size};
+            top = cached.top;
             p += cached.size + 1;
             return true;
         }
@@ -811,6 +815,8 @@ bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_vi
         bool non_ascii = m_non_ascii;
         m_non_ascii = false;
         if (!flat_string(p, end, key)) return false;
+        top = top_key(key);
+        cached.top = top;
         if (key.size() < 16 && !m_non_ascii) {
             alignas(16) char bytes[16] = {};
             std::memcpy(bytes, start, key.size() + 1);  // with its quote
@@ -824,7 +830,9 @@ bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_vi
         return true;
     }
 #endif
-    return flat_string(p, end, key);
+    if (!flat_string(p, end, key)) return false;
+    top = top_key(key);
+    return true;
 }
 
 bool JsonDecoder::Impl::flat_decode(const char* text, size_t size) {
@@ -853,13 +861,15 @@ bool JsonDecoder::Impl::flat_members(const char*& p, const char* end, size_t dep
     for (;;) {
         if (p == end || *p != '"') return false;
         std::string_view key;
+        TopKey top;
         ++p;
-        if (!flat_key(p, end, key)) return false;
+        if (!flat_key(p, end, key, top)) return false;
         p = skip_space(p, end);
         if (p == end || *p != ':') return false;
         p = skip_space(p + 1, end);
         if (p == end) return false;
-        if (!(depth == 0 ? flat_top(key, p, end) : flat_field(key, p, end, depth))) return false;
+        if (!(depth == 0 ? flat_top(key, top, p, end) : flat_field(key, p, end, depth)))
+            return false;
         p = skip_space(p, end);
         if (p == end) return false;
         if (*p == '}') {
@@ -872,8 +882,8 @@ bool JsonDecoder::Impl::flat_members(const char*& p, const char* end, size_t dep
 }
 
 // A header key's value, as dom_top reads it; `p` is at the value and is left after it.
-bool JsonDecoder::Impl::flat_top(std::string_view key, const char*& p, const char* end) {
-    TopKey which = top_key(key);
+bool JsonDecoder::Impl::flat_top(std::string_view key, TopKey which, const char*& p,
+                                 const char* end) {
     if (which == TopKey::field) {
         m_non_barrier_key = key;
         return flat_field(key, p, end, 1);
