@@ -20,6 +20,7 @@
 #include "expr/expr.h"
 #include "message/scratch_builder.h"
 #include "wire/frame.h"
+#include "wire/frame_opener.h"
 
 #include <cstdint>
 #include <memory>
@@ -170,7 +171,7 @@ class Aggregator {
 
     AggregatorConfig m_config;
     Log& m_log;
-    capnp::ReaderOptions m_reader_options;
+    wire::FrameOpener m_opener;
 
     // Fields the configuration reads, by slot; per message their values (text views into
     // the frame) and whether present.
