@@ -722,9 +722,11 @@ bool Aggregator::assign(uint32_t g, int64_t time, int64_t watermark_before) {
 }
 
 Disposition Aggregator::process(const wire::Frame& frame, int64_t now_ns) {
-    // The caller checked the frame (wire::check_frame), so it opens, and reads without
-    // Cap'n Proto's per-access bounds checks.
-    if (auto reason = m_opener.open(frame)) throw Error(ExitCode::software, "a checked frame did not open: " + *reason);
+    // Judged whole here, then read without Cap'n Proto's per-access bounds checks.
+    if (auto reason = m_opener.open_checked(frame)) {
+        m_garbled_reason = std::move(*reason);
+        return Disposition::garbled;
+    }
     auto message = m_opener.message();
     if (message.getControl().isBarrier()) {
         ++m_stats.barriers;
