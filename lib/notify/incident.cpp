@@ -1,0 +1,148 @@
+#include "notify/incident.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+namespace mh::notify {
+namespace {
+
+// Saved layout: a version byte, then fixed little-endian integers, then the frame.
+constexpr uint8_t k_layout_version = 1;
+constexpr size_t k_fixed_bytes = 1 + 5 * 8 + 4;
+
+void put64(std::vector<std::byte>& out, uint64_t value) {
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<std::byte>(value >> (8 * i)));
+}
+uint64_t get64(const std::byte* p) {
+    uint64_t value = 0;
+    for (int i = 7; i >= 0; --i) value = value << 8 | static_cast<uint8_t>(p[i]);
+    return value;
+}
+
+}  // namespace
+
+std::string_view event_name(Event event) {
+    switch (event) {
+        case Event::open:
+            return "open";
+        case Event::repeat:
+            return "repeat";
+        case Event::resolved:
+            return "resolved";
+    }
+    return "open";
+}
+
+std::vector<std::byte> Incident::serialize() const {
+    std::vector<std::byte> out;
+    out.reserve(k_fixed_bytes + last_frame.size());
+    out.push_back(static_cast<std::byte>(k_layout_version));
+    put64(out, static_cast<uint64_t>(opened_ns));
+    put64(out, static_cast<uint64_t>(last_seen_ns));
+    put64(out, static_cast<uint64_t>(last_notified_ns));
+    put64(out, static_cast<uint64_t>(resolved_ns));
+    put64(out, count);
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::byte>(notifications >> (8 * i)));
+    out.insert(out.end(), last_frame.begin(), last_frame.end());
+    return out;
+}
+
+std::optional<Incident> Incident::deserialize(std::span<const std::byte> bytes) {
+    if (bytes.size() < k_fixed_bytes || static_cast<uint8_t>(bytes[0]) != k_layout_version) return std::nullopt;
+    Incident incident;
+    const std::byte* p = bytes.data() + 1;
+    incident.opened_ns = static_cast<int64_t>(get64(p));
+    incident.last_seen_ns = static_cast<int64_t>(get64(p + 8));
+    incident.last_notified_ns = static_cast<int64_t>(get64(p + 16));
+    incident.resolved_ns = static_cast<int64_t>(get64(p + 24));
+    incident.count = get64(p + 32);
+    uint32_t n = 0;
+    for (int i = 3; i >= 0; --i) n = n << 8 | static_cast<uint8_t>(p[40 + i]);
+    incident.notifications = n;
+    incident.last_frame.assign(bytes.begin() + k_fixed_bytes, bytes.end());
+    return incident;
+}
+
+std::optional<Told> IncidentBook::match(const std::string& key, int64_t now_ns, std::span<const std::byte> frame) {
+    m_dirty.insert(key);
+    auto [it, inserted] = m_incidents.try_emplace(key);
+    Incident& incident = it->second;
+    incident.last_frame.assign(frame.begin(), frame.end());
+    incident.last_seen_ns = now_ns;
+    ++incident.count;
+    if (inserted) {
+        incident.opened_ns = now_ns;
+        incident.last_notified_ns = now_ns;
+        incident.notifications = 1;
+        return Told{key, Event::open, incident};
+    }
+    incident.resolved_ns = 0;  // a recurrence while resolving: the incident goes on
+    if (m_config.every_ns > 0 && now_ns - incident.last_notified_ns >= m_config.every_ns) {
+        incident.last_notified_ns = now_ns;
+        ++incident.notifications;
+        return Told{key, Event::repeat, incident};
+    }
+    return std::nullopt;
+}
+
+std::optional<Told> IncidentBook::resolve(std::map<std::string, Incident>::iterator it, int64_t now_ns) {
+    m_dirty.insert(it->first);
+    if (it->second.resolved_ns == 0) it->second.resolved_ns = now_ns;
+    if (now_ns - it->second.resolved_ns < m_config.flap_ns) return std::nullopt;
+    Told told{it->first, Event::resolved, std::move(it->second)};
+    m_incidents.erase(it);
+    return told;
+}
+
+std::vector<Told> IncidentBook::clear(const std::vector<std::optional<std::string>>& parts, int64_t now_ns) {
+    std::vector<Told> told;
+    if (std::none_of(parts.begin(), parts.end(), [](const auto& part) { return part.has_value(); })) return told;
+    for (auto it = m_incidents.begin(); it != m_incidents.end();) {
+        auto next = std::next(it);
+        std::string_view key = it->first;
+        bool equal = true;
+        for (size_t i = 0; i < parts.size() && equal; ++i) {
+            size_t end = std::min(key.find(k_key_separator), key.size());
+            if (parts[i] && *parts[i] != key.substr(0, end)) equal = false;
+            key.remove_prefix(std::min(end + 1, key.size()));
+        }
+        if (equal)
+            if (auto one = resolve(it, now_ns)) told.push_back(std::move(*one));
+        it = next;
+    }
+    return told;
+}
+
+void IncidentBook::tick(int64_t now_ns, std::vector<Told>& out) {
+    for (auto it = m_incidents.begin(); it != m_incidents.end();) {
+        auto next = std::next(it);
+        const Incident& incident = it->second;
+        bool absent = m_config.resolve_after_ns > 0 && now_ns - incident.last_seen_ns >= m_config.resolve_after_ns;
+        if (incident.resolved_ns != 0 || absent) {
+            // Resolved by absence: it ended when the absence began to count.
+            int64_t since = incident.resolved_ns != 0 ? incident.resolved_ns
+                                                      : incident.last_seen_ns + m_config.resolve_after_ns;
+            if (incident.resolved_ns == 0) {
+                it->second.resolved_ns = since;
+                m_dirty.insert(it->first);
+            }
+            if (auto told = resolve(it, now_ns)) out.push_back(std::move(*told));
+        }
+        it = next;
+    }
+}
+
+std::optional<int64_t> IncidentBook::next_deadline() const {
+    std::optional<int64_t> next;
+    auto consider = [&](int64_t at) { next = next ? std::min(*next, at) : at; };
+    for (const auto& [key, incident] : m_incidents) {
+        if (incident.resolved_ns != 0)
+            consider(incident.resolved_ns + m_config.flap_ns);
+        else if (m_config.resolve_after_ns > 0)
+            consider(incident.last_seen_ns + m_config.resolve_after_ns);
+    }
+    return next;
+}
+
+}  // namespace mh::notify
