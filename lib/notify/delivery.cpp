@@ -21,6 +21,10 @@ namespace {
 constexpr size_t k_map_bytes = size_t{1} << 30;  // sparse: the file grows only as used
 constexpr size_t k_row_header_bytes = 4 + 8 + 8;
 constexpr auto k_stop_check = std::chrono::milliseconds(100);  // how soon a worker sees a stop
+// Delivered rows are deleted together, once the queue has nothing due or this many piled up:
+// one commit (one fsync) for a burst, not one per notification. A crash in between repeats
+// those deliveries (at least once), with the same ids.
+constexpr size_t k_remove_batch = 256;
 
 std::array<std::byte, 16> row_key(uint64_t sink, uint64_t sequence) {
     std::array<std::byte, 16> key;
@@ -199,9 +203,16 @@ size_t Worker::finish() {
 void Worker::run() {
     std::unique_lock lock(m_mutex);
     for (;;) {
-        if (m_abandon || m_stop.load(std::memory_order_relaxed)) return;
+        bool idle = m_queue.empty() || m_queue.front().next_ns > wall_clock_ns();
+        bool leaving = m_abandon || m_stop.load(std::memory_order_relaxed) || (m_queue.empty() && m_finishing);
+        if (!m_removed.empty() && (idle || leaving || m_removed.size() >= k_remove_batch)) {
+            lock.unlock();
+            flush_removed();
+            lock.lock();
+            continue;
+        }
+        if (leaving) return;
         if (m_queue.empty()) {
-            if (m_finishing) return;
             m_wake.wait_for(lock, k_stop_check);
             continue;
         }
@@ -306,11 +317,16 @@ void Worker::save(const Item& item) {
     txn.commit();
 }
 
-void Worker::remove(const Item& item) {
-    auto key = row_key(m_id, item.sequence);
+void Worker::remove(const Item& item) { m_removed.push_back(item.sequence); }
+
+void Worker::flush_removed() {
     store::Txn txn(m_state.env(), store::Txn::Kind::write);
-    txn.del(m_state.pending, key);
+    for (uint64_t sequence : m_removed) {
+        auto key = row_key(m_id, sequence);
+        txn.del(m_state.pending, key);
+    }
     txn.commit();
+    m_removed.clear();
 }
 
 }  // namespace mh::notify

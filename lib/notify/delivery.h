@@ -118,7 +118,8 @@ private:
     void run();
     void attempt(Item& item);
     void save(const Item& item);
-    void remove(const Item& item);
+    void remove(const Item& item);  // batched: see flush_removed()
+    void flush_removed();
 
     std::unique_ptr<Sink> m_sink;
     std::string m_name;
@@ -139,6 +140,7 @@ private:
     std::thread m_thread;
     uint64_t m_random;  // jitter
     bool m_failing = false;  // logged the outage; the recovery is logged once too
+    std::vector<uint64_t> m_removed;  // delivered rows not yet deleted (worker thread only)
 };
 
 }  // namespace mh::notify

@@ -64,6 +64,20 @@ std::optional<Incident> Incident::deserialize(std::span<const std::byte> bytes) 
     return incident;
 }
 
+void IncidentBook::schedule(const std::string& key, Incident& incident) {
+    if (incident.deadline_ns != 0) m_timers.erase({incident.deadline_ns, key});
+    incident.deadline_ns = incident.resolved_ns != 0        ? incident.resolved_ns + m_config.flap_ns
+                           : m_config.resolve_after_ns > 0 ? incident.last_seen_ns + m_config.resolve_after_ns
+                                                           : 0;
+    if (incident.deadline_ns != 0) m_timers.emplace(incident.deadline_ns, key);
+}
+
+void IncidentBook::restore(const std::string& key, Incident incident) {
+    incident.deadline_ns = 0;
+    auto& stored = m_incidents[key] = std::move(incident);
+    schedule(key, stored);
+}
+
 std::optional<Told> IncidentBook::match(const std::string& key, int64_t now_ns, std::span<const std::byte> frame) {
     m_dirty.insert(key);
     auto [it, inserted] = m_incidents.try_emplace(key);
@@ -71,13 +85,14 @@ std::optional<Told> IncidentBook::match(const std::string& key, int64_t now_ns, 
     incident.last_frame.assign(frame.begin(), frame.end());
     incident.last_seen_ns = now_ns;
     ++incident.count;
+    incident.resolved_ns = 0;  // a recurrence while resolving: the incident goes on, silently
+    schedule(key, incident);
     if (inserted) {
         incident.opened_ns = now_ns;
         incident.last_notified_ns = now_ns;
         incident.notifications = 1;
         return Told{key, Event::open, incident};
     }
-    incident.resolved_ns = 0;  // a recurrence while resolving: the incident goes on
     if (m_config.every_ns > 0 && now_ns - incident.last_notified_ns >= m_config.every_ns) {
         incident.last_notified_ns = now_ns;
         ++incident.notifications;
@@ -89,7 +104,11 @@ std::optional<Told> IncidentBook::match(const std::string& key, int64_t now_ns, 
 std::optional<Told> IncidentBook::resolve(std::map<std::string, Incident>::iterator it, int64_t now_ns) {
     m_dirty.insert(it->first);
     if (it->second.resolved_ns == 0) it->second.resolved_ns = now_ns;
-    if (now_ns - it->second.resolved_ns < m_config.flap_ns) return std::nullopt;
+    if (now_ns - it->second.resolved_ns < m_config.flap_ns) {
+        schedule(it->first, it->second);
+        return std::nullopt;
+    }
+    if (it->second.deadline_ns != 0) m_timers.erase({it->second.deadline_ns, it->first});
     Told told{it->first, Event::resolved, std::move(it->second)};
     m_incidents.erase(it);
     return told;
@@ -97,6 +116,15 @@ std::optional<Told> IncidentBook::resolve(std::map<std::string, Incident>::itera
 
 std::vector<Told> IncidentBook::clear(const std::vector<std::optional<std::string>>& parts, int64_t now_ns) {
     std::vector<Told> told;
+    if (m_incidents.empty()) return told;
+    if (std::all_of(parts.begin(), parts.end(), [](const auto& part) { return part.has_value(); })) {
+        std::string key;  // the whole key: one lookup
+        for (size_t i = 0; i < parts.size(); ++i) key += (i ? std::string(1, k_key_separator) : "") + *parts[i];
+        auto it = m_incidents.find(key);
+        if (it != m_incidents.end())
+            if (auto one = resolve(it, now_ns)) told.push_back(std::move(*one));
+        return told;
+    }
     if (std::none_of(parts.begin(), parts.end(), [](const auto& part) { return part.has_value(); })) return told;
     for (auto it = m_incidents.begin(); it != m_incidents.end();) {
         auto next = std::next(it);
@@ -115,34 +143,23 @@ std::vector<Told> IncidentBook::clear(const std::vector<std::optional<std::strin
 }
 
 void IncidentBook::tick(int64_t now_ns, std::vector<Told>& out) {
-    for (auto it = m_incidents.begin(); it != m_incidents.end();) {
-        auto next = std::next(it);
-        const Incident& incident = it->second;
-        bool absent = m_config.resolve_after_ns > 0 && now_ns - incident.last_seen_ns >= m_config.resolve_after_ns;
-        if (incident.resolved_ns != 0 || absent) {
-            // Resolved by absence: it ended when the absence began to count.
-            int64_t since = incident.resolved_ns != 0 ? incident.resolved_ns
-                                                      : incident.last_seen_ns + m_config.resolve_after_ns;
-            if (incident.resolved_ns == 0) {
-                it->second.resolved_ns = since;
-                m_dirty.insert(it->first);
-            }
-            if (auto told = resolve(it, now_ns)) out.push_back(std::move(*told));
+    while (!m_timers.empty() && m_timers.begin()->first <= now_ns) {
+        std::string key = m_timers.begin()->second;
+        auto it = m_incidents.find(key);
+        if (it == m_incidents.end()) {  // cannot happen: timers leave with their incident
+            m_timers.erase(m_timers.begin());
+            continue;
         }
-        it = next;
+        Incident& incident = it->second;
+        // Resolved by absence: it ended when the absence began to count.
+        if (incident.resolved_ns == 0) incident.resolved_ns = incident.last_seen_ns + m_config.resolve_after_ns;
+        if (auto told = resolve(it, now_ns)) out.push_back(std::move(*told));
     }
 }
 
 std::optional<int64_t> IncidentBook::next_deadline() const {
-    std::optional<int64_t> next;
-    auto consider = [&](int64_t at) { next = next ? std::min(*next, at) : at; };
-    for (const auto& [key, incident] : m_incidents) {
-        if (incident.resolved_ns != 0)
-            consider(incident.resolved_ns + m_config.flap_ns);
-        else if (m_config.resolve_after_ns > 0)
-            consider(incident.last_seen_ns + m_config.resolve_after_ns);
-    }
-    return next;
+    if (m_timers.empty()) return std::nullopt;
+    return m_timers.begin()->first;
 }
 
 }  // namespace mh::notify

@@ -42,6 +42,7 @@ struct Incident {
     uint64_t count = 0;            // matching messages since it opened
     uint32_t notifications = 0;    // told so far (open, repeats)
     std::vector<std::byte> last_frame;  // the last matching message, for the resolution's text
+    int64_t deadline_ns = 0;       // its pending timer (not saved: derived on restore)
 
     std::vector<std::byte> serialize() const;
     static std::optional<Incident> deserialize(std::span<const std::byte> bytes);
@@ -71,17 +72,19 @@ public:
     std::optional<int64_t> next_deadline() const;
 
     // Restoring from the saved state.
-    void restore(const std::string& key, Incident incident) { m_incidents[key] = std::move(incident); }
+    void restore(const std::string& key, Incident incident);
     const std::map<std::string, Incident>& incidents() const { return m_incidents; }
     // Keys changed since the last take (an absent key in incidents() was deleted).
     std::set<std::string> take_dirty() { return std::exchange(m_dirty, {}); }
 
 private:
     std::optional<Told> resolve(std::map<std::string, Incident>::iterator it, int64_t now_ns);
+    void schedule(const std::string& key, Incident& incident);
 
     IncidentConfig m_config;
     std::map<std::string, Incident> m_incidents;
     std::set<std::string> m_dirty;
+    std::set<std::pair<int64_t, std::string>> m_timers;  // (deadline, key): tick() looks at due ones only
 };
 
 }  // namespace mh::notify
