@@ -344,10 +344,10 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
 
     std::vector<std::unique_ptr<Sink>> sinks;
     for (const auto& url : options.webhooks)
-        sinks.push_back(make_webhook({url, options.headers, secret, timeout_ns, options.cacert}));
-    for (const auto& command : options.execs) sinks.push_back(make_exec(command, timeout_ns));
+        sinks.push_back(make_webhook({url, options.headers, secret, timeout_ns, options.cacert, &context.stop()}));
+    for (const auto& command : options.execs) sinks.push_back(make_exec(command, timeout_ns, &context.stop()));
     for (const auto& server : options.smtp)
-        sinks.push_back(make_smtp({server, options.mail_to, options.mail_from, options.starttls, timeout_ns, options.cacert}));
+        sinks.push_back(make_smtp({server, options.mail_to, options.mail_from, options.starttls, timeout_ns, options.cacert, &context.stop()}));
     for (const auto& spec : options.commands)
         sinks.push_back(make_command(context.zmq(), spec, options.command_name, timeout_ns, limits));
     for (const auto& spec : outs) sinks.push_back(make_out(spec, context.open_frame_sink(spec)));

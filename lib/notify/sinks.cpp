@@ -60,7 +60,7 @@ public:
     CURL* get() const { return m_curl; }
 
     // Resets per-request options; the connection itself is kept for the next request.
-    void prepare(int64_t timeout_ns, const std::string& cacert) {
+    void prepare(int64_t timeout_ns, const std::string& cacert, const StopFlag* stop) {
         curl_easy_reset(m_curl);
         curl_easy_setopt(m_curl, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for DNS timeouts
         curl_easy_setopt(m_curl, CURLOPT_TIMEOUT_MS, timeout_ms(timeout_ns));
@@ -68,6 +68,11 @@ public:
         if (!cacert.empty()) curl_easy_setopt(m_curl, CURLOPT_CAINFO, cacert.c_str());
         curl_easy_setopt(m_curl, CURLOPT_WRITEFUNCTION, &Curl::collect);
         curl_easy_setopt(m_curl, CURLOPT_WRITEDATA, this);
+        if (stop) {
+            curl_easy_setopt(m_curl, CURLOPT_NOPROGRESS, 0L);
+            curl_easy_setopt(m_curl, CURLOPT_XFERINFOFUNCTION, &Curl::progress);
+            curl_easy_setopt(m_curl, CURLOPT_XFERINFODATA, stop);
+        }
         m_error[0] = 0;
         m_answer.clear();
         if (m_headers) curl_slist_free_all(m_headers);
@@ -81,6 +86,10 @@ public:
     const std::string& answer() const { return m_answer; }
 
 private:
+    // Called about once a second and on every transfer event: a nonzero return aborts.
+    static int progress(void* stop, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+        return static_cast<const StopFlag*>(stop)->load(std::memory_order_relaxed) ? 1 : 0;
+    }
     static size_t collect(char* data, size_t size, size_t count, void* self) {
         auto& answer = static_cast<Curl*>(self)->m_answer;
         size_t bytes = size * count;
@@ -101,7 +110,7 @@ public:
     std::string name() const override { return "webhook " + m_config.url; }
 
     Outcome deliver(const NotificationView& notification) override {
-        m_curl.prepare(m_config.timeout_ns, m_config.cacert);
+        m_curl.prepare(m_config.timeout_ns, m_config.cacert, m_config.stop);
         CURL* curl = m_curl.get();
         curl_easy_setopt(curl, CURLOPT_URL, m_config.url.c_str());
         curl_easy_setopt(curl, CURLOPT_POST, 1L);
@@ -163,7 +172,7 @@ public:
             notification.json);
         m_sent = 0;
 
-        m_curl.prepare(m_config.timeout_ns, m_config.cacert);
+        m_curl.prepare(m_config.timeout_ns, m_config.cacert, m_config.stop);
         CURL* curl = m_curl.get();
         std::string url = "smtp://" + m_config.server;
         curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
@@ -203,7 +212,8 @@ private:
 
 class ExecSink final : public Sink {
 public:
-    ExecSink(std::string command, int64_t timeout_ns) : m_command(std::move(command)), m_timeout_ns(timeout_ns) {}
+    ExecSink(std::string command, int64_t timeout_ns, const StopFlag* stop)
+        : m_command(std::move(command)), m_timeout_ns(timeout_ns), m_stop(stop) {}
     std::string name() const override { return "exec " + m_command; }
 
     Outcome deliver(const NotificationView& notification) override {
@@ -282,17 +292,19 @@ private:
                 return {Outcome::Kind::retry, errno_text("waitpid", errno)};
             }
             auto now = std::chrono::steady_clock::now();
-            if (now >= deadline) {
+            bool stopping = m_stop && m_stop->load(std::memory_order_relaxed);
+            if (now >= deadline || stopping) {
                 ::kill(-pid, SIGKILL);
                 waitpid(pid, &status, 0);
                 if (pidfd >= 0) ::close(pidfd);
+                if (stopping) return {Outcome::Kind::retry, "stopped"};
                 return {Outcome::Kind::retry,
                         fmt::format("timed out after {} ms, killed", m_timeout_ns / k_ns_per_ms)};
             }
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
             if (pidfd >= 0) {
                 pollfd p{pidfd, POLLIN, 0};
-                ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
+                ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 100)));
             } else {
                 std::this_thread::sleep_for(pause);
                 pause = std::min(pause * 2, std::chrono::microseconds(10'000));
@@ -306,6 +318,7 @@ private:
 
     std::string m_command;
     int64_t m_timeout_ns;
+    const StopFlag* m_stop;
 };
 
 class CommandSink final : public Sink {
@@ -398,8 +411,8 @@ std::string hmac_sha256_hex(std::string_view secret, std::string_view body) {
 }
 
 std::unique_ptr<Sink> make_webhook(const WebhookConfig& config) { return std::make_unique<WebhookSink>(config); }
-std::unique_ptr<Sink> make_exec(const std::string& command, int64_t timeout_ns) {
-    return std::make_unique<ExecSink>(command, timeout_ns);
+std::unique_ptr<Sink> make_exec(const std::string& command, int64_t timeout_ns, const StopFlag* stop) {
+    return std::make_unique<ExecSink>(command, timeout_ns, stop);
 }
 std::unique_ptr<Sink> make_smtp(const SmtpConfig& config) { return std::make_unique<SmtpSink>(config); }
 std::unique_ptr<Sink> make_command(zmq::Context& context, const std::string& spec, const std::string& command_name,

@@ -13,6 +13,7 @@
 //   out      the notification itself as a frame (--out), barriers included.
 #pragma once
 
+#include "core/stop.h"
 #include "notify/incident.h"
 #include "wire/frame.h"
 #include "wire/stream.h"
@@ -61,10 +62,11 @@ struct WebhookConfig {
     std::string secret;                // empty: no signature
     int64_t timeout_ns = 0;
     std::string cacert;                // a CA file to trust instead of the system's
+    const StopFlag* stop = nullptr;     // a stop request cuts an attempt short
 };
 std::unique_ptr<Sink> make_webhook(const WebhookConfig& config);
 
-std::unique_ptr<Sink> make_exec(const std::string& command, int64_t timeout_ns);
+std::unique_ptr<Sink> make_exec(const std::string& command, int64_t timeout_ns, const StopFlag* stop);
 
 struct SmtpConfig {
     std::string server;  // HOST:PORT
@@ -73,6 +75,7 @@ struct SmtpConfig {
     bool starttls = false;
     int64_t timeout_ns = 0;
     std::string cacert;
+    const StopFlag* stop = nullptr;
 };
 std::unique_ptr<Sink> make_smtp(const SmtpConfig& config);
 

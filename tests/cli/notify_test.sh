@@ -225,4 +225,33 @@ expect_eq "it is the open notification" "open sensor-3" "$(jq -r '"\(.state) \(.
 mh-notify --state state2 --webhook "http://127.0.0.1:$PORT/h" < /dev/null 2> /dev/null
 expect_eq "and not again" 1 "$(count_status later 200)"
 
+begin "a hanging webhook holds up neither --out nor the input"
+start_receiver slow http
+echo hang > slow/mode
+mh-filter --alert 'hot=temperature > 24' < gen.frames |
+  mh-notify --webhook "http://127.0.0.1:$PORT/slow" --timeout 20s --out slow.frames 2> slow.err &
+notify=$!; BACKGROUND_PIDS+=($notify)
+expected=$(mh-filter --alert 'hot=temperature > 24' < gen.frames | mh-cat --to json | jq -r 'select(.kind == "alert") | .source' | sort -u | wc -l)
+wait_until 20 bash -c "[ \$(mh-cat --to json < slow.frames | wc -l) -eq $expected ]" ||
+  fail "--out did not get its $expected notifications while the webhook hung"
+expect_eq "the webhook got one request, still unanswered" "1 hang" "$(cat slow/log)"
+kill -TERM "$notify"
+wait_pid_exit 30 "$notify"
+expect_eq "stopped during a hanging attempt: exit code" 0 "$EXIT_CODE"
+
+begin "a crash (SIGKILL) while failing: after the restart each notification arrives once"
+start_receiver crash http
+echo 500 > crash/mode
+{ alert sensor-1 31; alert sensor-2 32; } |
+  mh-notify --state crashstate --webhook "http://127.0.0.1:$PORT/c" --backoff 20ms 2> crash.err &
+notify=$!
+wait_until 20 bash -c "[ \$(cat crash/log 2>/dev/null | grep -c ' 500\$') -ge 3 ]" || fail "no failing attempts"
+{ kill -KILL "$notify"; wait "$notify"; } 2> /dev/null
+wait "$notify" 2> /dev/null
+echo ok > crash/mode
+mh-notify --state crashstate --webhook "http://127.0.0.1:$PORT/c" < /dev/null 2> crash2.err; code=$?
+expect_eq "restart exit code" 0 "$code"
+expect_eq "each delivered once" "sensor-1 sensor-2" "$(cat crash/*.body | jq -r .source | sort | paste -sd' ')"
+expect_contains "resumed" "2 notifications pending from an earlier run" "$(cat crash2.err)"
+
 finish
