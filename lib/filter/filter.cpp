@@ -5,6 +5,7 @@
 #include "message/time.h"
 
 #include <fmt/format.h>
+#include <kj/exception.h>
 
 #include <algorithm>
 #include <array>
@@ -189,7 +190,7 @@ expr::Expression Filter::compile(std::string_view what, std::string_view text) {
 
 Filter::Filter(const FilterRules& rules, const wire::FrameLimits& limits, Log& log)
     : m_log(log),
-      m_reader_options(wire::reader_options(limits)),
+      m_opener(limits),
       m_invert(rules.invert),
       m_kind(rules.kind) {
     auto usage = [](std::string text) { return Error(ExitCode::usage, std::move(text)); };
@@ -313,10 +314,21 @@ Filter::Filter(const FilterRules& rules, const wire::FrameLimits& limits, Log& l
 Filter::~Filter() = default;
 
 Decision Filter::process(const wire::Frame& frame, int64_t now_ns) {
+    std::optional<std::string> garbled = m_opener.open(frame);
+    if (!garbled) {
+        try {
+            return decide(frame, m_opener.message(), now_ns);
+        } catch (const kj::Exception& e) {  // a pointer of the wrong kind, met while reading
+            garbled = e.getDescription().cStr();
+        }
+    }
+    ++m_stats.garbled;
+    m_garbled_reason = std::move(*garbled);
+    return {Verdict::garbled, frame, {}, m_garbled_reason};
+}
+
+Decision Filter::decide(const wire::Frame& frame, schema::Message::Reader message, int64_t now_ns) {
     ++m_stats.messages;
-    capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count),
-                                         m_reader_options);
-    auto message = reader.getRoot<schema::Message>();
     if (message.getControl().isBarrier()) {
         ++m_stats.barriers;
         return {Verdict::barrier, frame, {}};

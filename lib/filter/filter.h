@@ -19,6 +19,7 @@
 #include "message/id.h"
 #include "message/scratch_builder.h"
 #include "wire/frame.h"
+#include "wire/frame_opener.h"
 
 #include <cstdint>
 #include <memory>
@@ -60,6 +61,7 @@ enum class Verdict : uint8_t {
     duplicate,  // seen before within the --dedup window: dropped
     sampled,    // outside the --sample share: dropped
     barrier,    // a checkpoint barrier: `frame` (the input) goes to every output at once
+    garbled,    // the frame cannot be read: `reason` says why; for the dead-letter output
 };
 
 // Points into the input frame or the filter's own buffers: valid until the next process().
@@ -67,6 +69,7 @@ struct Decision {
     Verdict verdict;
     wire::Frame frame;
     std::span<const wire::Frame> alerts;  // only with Verdict::pass
+    std::string_view reason = {};         // only with Verdict::garbled
 };
 
 // Running totals since construction.
@@ -80,6 +83,7 @@ struct FilterStats {
     uint64_t alerts = 0;
     // Passing messages that a transform changed (the rest go out as they came).
     uint64_t rebuilt = 0;
+    uint64_t garbled = 0;  // frames that could not be read (not counted in `messages`)
 };
 
 // "hot=temperature > 30" names its rule "hot"; "temperature > 30" is named by its text.
@@ -111,8 +115,7 @@ class Filter {
     Filter(const Filter&) = delete;
     Filter& operator=(const Filter&) = delete;
 
-    // Decides about one frame, which must have passed wire::check_frame. `now_ns` is what
-    // now() gives in expressions.
+    // Decides about one frame, garbled or not. `now_ns` is what now() gives in expressions.
     Decision process(const wire::Frame& frame, int64_t now_ns);
 
     const FilterStats& stats() const { return m_stats; }
@@ -120,6 +123,8 @@ class Filter {
     bool has_alerts() const { return !m_alerts.empty(); }
 
   private:
+    Decision decide(const wire::Frame& frame, schema::Message::Reader message, int64_t now_ns);
+
     struct SetRule {
         uint32_t slot;
         expr::Expression expression;
@@ -149,7 +154,8 @@ class Filter {
     bool present(uint32_t slot) const;
 
     Log& m_log;
-    capnp::ReaderOptions m_reader_options;
+    wire::FrameOpener m_opener;
+    std::string m_garbled_reason;
     expr::Symbols m_symbols;
     std::optional<expr::Expression> m_expression;
     bool m_invert = false;

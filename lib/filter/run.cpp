@@ -128,7 +128,6 @@ int run(const FilterOptions& options, cli::ToolContext& context) {
         for (auto* sink : all_sinks) sink->flush();
         if (dead_letter) dead_letter->flush();
     };
-    const wire::FrameLimits limits = context.limits();
     auto last_flush = std::chrono::steady_clock::now();
     int64_t now_ns = wall_clock_ns();  // what now() gives: read once per batch, not per message
     wire::Frame frame;
@@ -152,37 +151,36 @@ int run(const FilterOptions& options, cli::ToolContext& context) {
 
         ++local.in;
         local.bytes_in += frame.byte_count();
-        if (auto reason = wire::check_frame(frame, limits)) {
-            ++local.garbled;
-            context.log().warn("dropped a garbled frame of {} bytes: {}", frame.byte_count(),
-                               *reason);
-            if (dead_letter) dead_letter->write(frame);
-        } else {
-            Decision decision = filter.process(frame, now_ns);
-            switch (decision.verdict) {
-                case Verdict::barrier:
-                    for (auto* sink : all_sinks) sink->write(decision.frame);
-                    ++local.out;
-                    local.bytes_out += decision.frame.byte_count();
-                    break;
-                case Verdict::pass:
-                    for (auto* sink : data_sinks) sink->write(decision.frame);
-                    ++local.out;
-                    local.bytes_out += decision.frame.byte_count();
-                    for (const auto& alert : decision.alerts) {
-                        if (alert_out)
-                            alert_out->write(alert);
-                        else
-                            for (auto* sink : data_sinks) sink->write(alert);
-                    }
-                    break;
-                case Verdict::filtered:
-                    if (rejects) rejects->write(decision.frame);
-                    break;
-                case Verdict::duplicate:
-                case Verdict::sampled:
-                    break;
-            }
+        Decision decision = filter.process(frame, now_ns);
+        switch (decision.verdict) {
+            case Verdict::garbled:
+                ++local.garbled;
+                context.log().warn("dropped a garbled frame of {} bytes: {}", frame.byte_count(),
+                                   decision.reason);
+                if (dead_letter) dead_letter->write(frame);
+                break;
+            case Verdict::barrier:
+                for (auto* sink : all_sinks) sink->write(decision.frame);
+                ++local.out;
+                local.bytes_out += decision.frame.byte_count();
+                break;
+            case Verdict::pass:
+                for (auto* sink : data_sinks) sink->write(decision.frame);
+                ++local.out;
+                local.bytes_out += decision.frame.byte_count();
+                for (const auto& alert : decision.alerts) {
+                    if (alert_out)
+                        alert_out->write(alert);
+                    else
+                        for (auto* sink : data_sinks) sink->write(alert);
+                }
+                break;
+            case Verdict::filtered:
+                if (rejects) rejects->write(decision.frame);
+                break;
+            case Verdict::duplicate:
+            case Verdict::sampled:
+                break;
         }
         if (local.in >= k_publish_every) {
             local.publish();

@@ -1422,14 +1422,17 @@ wire::Next JsonLineSource::next(wire::Wait wait, wire::Frame& frame) {
 // ---- JsonSink ----------------------------------------------------------------------------
 
 JsonSink::JsonSink(int fd, TimeFormat time_format, wire::FrameLimits limits)
-    : m_output(fd), m_encoder(time_format), m_limits(limits) {}
+    : m_output(fd), m_encoder(time_format), m_opener(limits) {}
 
 void JsonSink::write(const wire::Frame& frame) {
     m_line.clear();
+    if (auto reason = m_opener.open(frame)) {
+        ++m_rejected;
+        m_last_error = std::move(*reason);
+        return;
+    }
     try {
-        capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count),
-                                             wire::reader_options(m_limits));
-        m_encoder.encode(reader.getRoot<schema::Message>(), m_line);
+        m_encoder.encode(m_opener.message(), m_line);
     } catch (const kj::Exception& e) {
         ++m_rejected;
         m_last_error = e.getDescription().cStr();

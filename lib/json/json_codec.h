@@ -24,6 +24,7 @@
 #include "schema/message.capnp.h"
 #include "wire/fd_output.h"
 #include "wire/line_reader.h"
+#include "wire/frame_opener.h"
 #include "wire/stream.h"
 
 #include <cstddef>
@@ -131,7 +132,7 @@ public:
 private:
     wire::FdOutput m_output;
     JsonEncoder m_encoder;
-    wire::FrameLimits m_limits;
+    wire::FrameOpener m_opener;
     std::string m_line;
     std::string m_last_error;
     uint64_t m_rejected = 0;

@@ -53,9 +53,12 @@ FrameScan scan_frame(std::span<const std::byte> bytes, const FrameLimits& limits
 // A reading of one frame's bytes, with limits that bound what a hostile frame can make us do.
 capnp::ReaderOptions reader_options(const FrameLimits& limits);
 
-// Checks every pointer in the frame (the reader is lazy otherwise); returns the reason
-// when the frame is garbled. The one place where Cap'n Proto's exceptions are caught.
+// Checks every pointer the schema knows (the reader is lazy otherwise), so that whatever
+// this code reads of the message later is in bounds; returns the reason when the frame is
+// garbled. Pointers a newer schema added are not followed: no reader here looks at them.
+// These are the places where Cap'n Proto's exceptions about bad input are caught.
 std::optional<std::string> check_frame(const Frame& frame, const FrameLimits& limits);
+std::optional<std::string> check_message(schema::Message::Reader root);
 
 // Appends `message` to `out` in stream framing.
 void append_frame(capnp::MessageBuilder& message, std::vector<std::byte>& out);

@@ -1,0 +1,46 @@
+// Opens frames for reading, cheaply and safely. Cap'n Proto's readers check bounds at every
+// access, which costs more than the rest of a filter's work; a frame of one segment without
+// far pointers (what every mh writer produces) is instead checked once, by a walk over its
+// pointers, and then read without per-access checks. Any other frame goes through Cap'n
+// Proto's checked reader. Either way no read of an opened frame leaves it: a pointer out of
+// bounds is refused here, with the reason. What the walk does not judge is whether each
+// pointer has the kind the schema says (text where text belongs): a read that meets one of
+// the wrong kind throws kj::Exception, which readers catch and count as garbled.
+#pragma once
+
+#include "wire/frame.h"
+
+#include <capnp/serialize.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace mh::wire {
+
+class FrameOpener {
+  public:
+    explicit FrameOpener(const FrameLimits& limits);
+
+    // Checks `frame`; when it is sound, message() reads it until the next open() (the frame's
+    // bytes must stay where they are until then). Returns the reason when it is garbled.
+    // check_frame() adds check_message() for readers that want every part judged now.
+    std::optional<std::string> open(const Frame& frame);
+    schema::Message::Reader message() const { return m_message; }
+
+  private:
+    capnp::ReaderOptions m_options;
+    // For frames off the fast path. A pointer: the reader's destructor may throw (KJ's way),
+    // which would make ours do so too.
+    std::unique_ptr<capnp::FlatArrayMessageReader> m_checked;
+    schema::Message::Reader m_message;
+};
+
+// The walk behind the fast path, for tests and fuzzing: `sound` when every pointer of a
+// one-segment frame lands inside it (within the nesting and traversal limits), `garbled`
+// with the reason when one does not, `not_simple` for frames the walk does not judge
+// (several segments, far pointers).
+enum class Layout { sound, garbled, not_simple };
+Layout check_layout(const Frame& frame, const capnp::ReaderOptions& options, const char** reason);
+
+}  // namespace mh::wire
