@@ -200,6 +200,11 @@ size_t Worker::finish() {
     return left;
 }
 
+size_t Worker::pending() {
+    std::lock_guard lock(m_mutex);
+    return m_queue.size();  // barriers too: they are few
+}
+
 void Worker::run() {
     std::unique_lock lock(m_mutex);
     for (;;) {

@@ -105,6 +105,8 @@ public:
     // Delivers what is queued (or, once a stop is requested, stops after the current
     // attempt), then ends the thread. Returns how many remain undelivered.
     size_t finish();
+    // Notifications queued and not yet delivered or given up.
+    size_t pending();
 
 private:
     struct Item {

@@ -99,13 +99,15 @@ struct NotifyCounters {
 class Engine {
 public:
     Engine(State& state, IncidentBook& book, std::vector<std::unique_ptr<Worker>>& workers, const Template& text,
-           wire::FrameLimits limits, NotifyCounters& counters, Log& log)
+           wire::FrameLimits limits, NotifyCounters& counters, Log& log, DeadLetter& dead_letter, size_t max_pending)
         : m_state(state),
           m_book(book),
           m_workers(workers),
           m_builder(text, limits),
           m_counters(counters),
-          m_log(log) {}
+          m_log(log),
+          m_dead_letter(dead_letter),
+          m_max_pending(max_pending) {}
 
     // Reads the saved incidents and the sequence; returns how many incidents are open.
     size_t restore() {
@@ -143,8 +145,11 @@ private:
 
     void step(std::vector<Item>& batch) {
         int64_t now = wall_clock_ns();
+        auto deadline = m_book.next_deadline();
+        if (batch.empty() && (!deadline || *deadline > now)) return;  // woken for nothing
         store::Txn txn(m_state.env(), store::Txn::Kind::write);
         m_out.clear();
+        m_added.assign(m_workers.size(), 0);
         for (auto& item : batch) {
             std::optional<Told> told;
             switch (item.kind) {
@@ -203,10 +208,23 @@ private:
                 break;
         }
         m_log.debug("incident {}: {}", told.key, event_name(told.event));
-        for (auto& worker : m_workers) {
+        m_added.resize(m_workers.size());
+        for (size_t i = 0; i < m_workers.size(); ++i) {
+            auto& worker = m_workers[i];
             if (!worker->sink().wants(told.event)) continue;
+            if (worker->pending() + m_added[i] >= m_max_pending) {
+                // A sink that has been down for long must not take all memory and disk.
+                std::string reason = fmt::format("{} notifications already wait for this sink (--max-pending)",
+                                                 m_max_pending);
+                m_log.error("{}: gave up on notification {} at once: {}", worker->sink().name(), told.key, reason);
+                auto words = aligned_words(frame);
+                m_dead_letter.notification(wire::Frame{words.data(), words.size()}, worker->sink().name(), reason, 0);
+                m_counters.delivery.dead_letters.add();
+                continue;
+            }
             uint64_t sequence = m_sequence++;
             store_pending(txn, m_state, worker->id(), sequence, frame);
+            ++m_added[i];
             m_out.push_back({worker.get(), sequence, frame});
         }
     }
@@ -217,9 +235,12 @@ private:
     NotificationBuilder m_builder;
     NotifyCounters& m_counters;
     Log& m_log;
+    DeadLetter& m_dead_letter;
+    size_t m_max_pending;
     uint64_t m_sequence = 0;
     std::vector<Outgoing> m_out;
     std::vector<Told> m_told;
+    std::vector<size_t> m_added;  // per worker, in this step: not yet in its queue
 };
 
 int64_t duration_option(const std::string& option, const std::string& text, int64_t fallback, bool zero_ok = true) {
@@ -359,7 +380,7 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
         if (size_t pending = workers.back()->load())
             log.info("{}: {} notifications pending from an earlier run", workers.back()->sink().name(), pending);
     }
-    Engine engine(state, book, workers, text, limits, counters, log);
+    Engine engine(state, book, workers, text, limits, counters, log, dead_letter, options.max_pending);
     if (size_t open = engine.restore()) log.info("{} incidents open from an earlier run", open);
 
     auto source = context.open_frame_source(context.options().in);

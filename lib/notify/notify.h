@@ -17,6 +17,7 @@ constexpr std::string_view k_default_when = "kind == \"alert\"";
 constexpr std::string_view k_default_template = "{source}: {rule} {state}";
 constexpr std::string_view k_default_resolve_after = "5m";
 constexpr size_t k_default_queue = 1024;
+constexpr size_t k_default_max_pending = 100000;  // per sink
 
 struct NotifyOptions {
     cli::CommonOptions common;
@@ -48,6 +49,7 @@ struct NotifyOptions {
     std::string backoff = "1s";
     std::string backoff_max = "5m";
     size_t queue = k_default_queue;
+    size_t max_pending = k_default_max_pending;
 };
 
 int run(const NotifyOptions& options, cli::ToolContext& context);

@@ -118,6 +118,20 @@ alert sensor-9 40 | mh-notify --webhook "http://127.0.0.1:$PORT/missing" --heade
   --dead-letter dead2.frames 2> /dev/null
 expect_eq "a 2xx is delivered, nothing dead" "0" "$(stat -c %s dead2.frames)"
 
+begin "--max-pending: beyond it a notification goes to the dead letter at once"
+start_receiver full http
+echo 500 > full/mode
+{ alert sensor-1 31; alert sensor-2 31; alert sensor-3 31; } |
+  mh-notify --webhook "http://127.0.0.1:$PORT/f" --max-pending 1 --retry-max 2 --backoff 10ms \
+    --dead-letter full.frames 2> full.err; code=$?
+expect_eq "exit code" 0 "$code"
+expect_eq "dead letters: two at once, one after its attempts" \
+  "0 sensor-2 1 notifications already wait for this sink (--max-pending)
+0 sensor-3 1 notifications already wait for this sink (--max-pending)
+2 sensor-1 HTTP 500: failing on purpose" \
+  "$(mh-cat --to json < full.frames | jq -r '"\(.attempts) \(.source) \(.reason)"' | sort)"
+expect_eq "attempts made" 2 "$(count_status full 500)"
+
 begin "--exec: JSON on stdin, MH_* variables, exit status decides (a failure is retried)"
 cat > hook.sh <<'SCRIPT'
 #!/bin/sh

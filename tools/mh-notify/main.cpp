@@ -58,6 +58,10 @@ int main(int argc, char** argv) {
         ->check(mh::cli::unsigned_number());
     app.add_option("--backoff", o.backoff, "The first retry's delay, doubled each time, with jitter")->capture_default_str();
     app.add_option("--backoff-max", o.backoff_max, "The longest delay between retries")->capture_default_str();
+    app.add_option("--max-pending", o.max_pending,
+                   "Notifications that may wait per sink; more go to --dead-letter at once")
+        ->capture_default_str()
+        ->check(CLI::Range(size_t{1}, size_t{1} << 32));
     app.add_option("--queue", o.queue, "Matching messages held for the engine before the input waits")
         ->capture_default_str()
         ->check(CLI::Range(size_t{1}, size_t{1} << 24));
