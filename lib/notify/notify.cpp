@@ -19,6 +19,7 @@
 #include <deque>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -296,6 +297,22 @@ std::string make_key(schema::Message::Reader message, const std::vector<std::str
     return key;
 }
 
+// Pending rows of sinks that are not configured in this run.
+size_t count_orphans(State& state, const std::set<uint64_t>& sink_ids) {
+    store::Txn txn(state.env(), store::Txn::Kind::read);
+    store::Cursor cursor(txn, state.pending);
+    MDB_val key{}, value{};
+    size_t orphans = 0;
+    for (bool more = cursor.move(MDB_FIRST, key, value); more; more = cursor.move(MDB_NEXT, key, value)) {
+        auto bytes = store::to_bytes(key);
+        if (bytes.size() < 8) continue;
+        uint64_t id = 0;
+        for (int i = 0; i < 8; ++i) id = id << 8 | static_cast<uint8_t>(bytes[i]);
+        if (!sink_ids.count(id)) ++orphans;
+    }
+    return orphans;
+}
+
 std::vector<std::optional<std::string>> key_parts(schema::Message::Reader message, const std::vector<std::string>& names) {
     std::vector<std::optional<std::string>> parts;
     for (const auto& name : names) {
@@ -374,12 +391,19 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
     for (const auto& spec : outs) sinks.push_back(make_out(spec, context.open_frame_sink(spec)));
 
     std::vector<std::unique_ptr<Worker>> workers;
+    std::set<uint64_t> sink_ids;
     for (auto& sink : sinks) {
+        // Two equal sinks would share one queue in --state and deliver everything twice.
+        if (!sink_ids.insert(sink_id(sink->name())).second)
+            throw Error(ExitCode::usage, fmt::format("{} is given twice", sink->name()));
         workers.push_back(std::make_unique<Worker>(std::move(sink), state, policy, dead_letter, log, counters.delivery,
                                                    context.stop(), limits));
         if (size_t pending = workers.back()->load())
             log.info("{}: {} notifications pending from an earlier run", workers.back()->sink().name(), pending);
     }
+    if (size_t orphans = count_orphans(state, sink_ids))
+        log.warn("{} notifications in {} are pending for sinks not given now; they stay until those sinks are "
+                 "given again", orphans, state.path());
     Engine engine(state, book, workers, text, limits, counters, log, dead_letter, options.max_pending);
     if (size_t open = engine.restore()) log.info("{} incidents open from an earlier run", open);
 

@@ -165,10 +165,12 @@ public:
         tm utc{};
         gmtime_r(&now, &utc);
         strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &utc);
+        std::string body_text;  // mail lines end in CRLF
+        for (char c : text) body_text += c == '\n' ? std::string("\r\n") : std::string(1, c);
         m_mail = fmt::format(
             "From: {}\r\nTo: {}\r\nSubject: {}\r\nDate: {}\r\nMessage-ID: <{}@mh-notify>\r\nMIME-Version: 1.0\r\n"
             "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{}\r\n\r\n{}\r\n",
-            m_config.from, to, mail_header_text(subject), date, id_text(notification.message), text,
+            m_config.from, to, mail_header_text(subject), date, id_text(notification.message), body_text,
             notification.json);
         m_sent = 0;
 
