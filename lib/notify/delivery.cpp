@@ -24,7 +24,7 @@ constexpr auto k_stop_check = std::chrono::milliseconds(100);  // how soon a wor
 // Delivered rows are deleted together, once the queue has nothing due or this many piled up:
 // one commit (one fsync) for a burst, not one per notification. A crash in between repeats
 // those deliveries (at least once), with the same ids.
-constexpr size_t k_remove_batch = 256;
+constexpr size_t k_remove_batch = 4096;
 
 std::array<std::byte, 16> row_key(uint64_t sink, uint64_t sequence) {
     std::array<std::byte, 16> key;

@@ -26,7 +26,7 @@
 namespace mh::notify {
 namespace {
 
-constexpr size_t k_max_batch = 512;  // input items per engine transaction
+constexpr size_t k_max_batch = 8192;  // input items per engine transaction (group commit)
 constexpr auto k_idle_wait = std::chrono::seconds(1);
 constexpr uint64_t k_publish_every = 1024;
 constexpr std::string_view k_sequence_key = "sequence";

@@ -16,7 +16,7 @@ namespace mh::notify {
 constexpr std::string_view k_default_when = "kind == \"alert\"";
 constexpr std::string_view k_default_template = "{source}: {rule} {state}";
 constexpr std::string_view k_default_resolve_after = "5m";
-constexpr size_t k_default_queue = 1024;
+constexpr size_t k_default_queue = 8192;
 constexpr size_t k_default_max_pending = 100000;  // per sink
 
 struct NotifyOptions {
