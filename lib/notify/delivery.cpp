@@ -5,9 +5,12 @@
 #include "notify/notification.h"
 
 #include <fmt/format.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <capnp/serialize.h>
+#include <kj/exception.h>
 
 #include <chrono>
 #include <cmath>
@@ -62,7 +65,8 @@ State::State(const std::string& directory) {
     } else {
         m_path = directory;
         if (::mkdir(m_path.c_str(), 0755) != 0 && errno != EEXIST)
-            throw Error(ExitCode::io, fmt::format("--state {}: {}", m_path, std::strerror(errno)));
+            throw Error(ExitCode::io, fmt::format("--state {}: cannot create the state directory: {}", m_path,
+                                                 std::strerror(errno)));
     }
     store::EnvConfig config;
     config.access = store::Access::read_write;
@@ -82,6 +86,20 @@ State::~State() {
         std::error_code ignored;
         std::filesystem::remove_all(m_path, ignored);
     }
+}
+
+void Failure::set(std::exception_ptr error) {
+    {
+        std::lock_guard lock(m_mutex);
+        if (m_error) return;
+        m_error = error;
+    }
+    ::kill(::getpid(), SIGTERM);  // the input thread stops reading, as on a stop request
+}
+
+void Failure::rethrow_if_any() {
+    std::lock_guard lock(m_mutex);
+    if (m_error) std::rethrow_exception(m_error);
 }
 
 int64_t backoff_delay_ns(const RetryPolicy& policy, uint32_t attempts, double random01) {
@@ -116,7 +134,7 @@ DeliveryCounters::DeliveryCounters(metrics::Registry& registry)
 uint64_t sink_id(const std::string& sink_name) { return filter::hash_text(sink_name); }
 
 Worker::Worker(std::unique_ptr<Sink> sink, State& state, const RetryPolicy& policy, DeadLetter& dead_letter, Log& log,
-               DeliveryCounters& counters, const StopFlag& stop, wire::FrameLimits limits)
+               DeliveryCounters& counters, const StopFlag& stop, wire::FrameLimits limits, Failure& failure)
     : m_sink(std::move(sink)),
       m_name(m_sink->name()),
       m_id(sink_id(m_name)),
@@ -127,6 +145,7 @@ Worker::Worker(std::unique_ptr<Sink> sink, State& state, const RetryPolicy& poli
       m_counters(counters),
       m_stop(stop),
       m_limits(limits),
+      m_failure(failure),
       m_random(filter::mix64(static_cast<uint64_t>(wall_clock_ns()) ^ m_id)) {}
 
 Worker::~Worker() {
@@ -151,6 +170,11 @@ size_t Worker::load() {
         auto v = store::to_bytes(value);
         if (k.size() != 16 || load_be(k.data()) != m_id) break;
         if (v.size() < k_row_header_bytes) continue;
+        auto words = aligned_words(v.subspan(k_row_header_bytes));
+        if (auto reason = wire::check_frame(wire::Frame{words.data(), words.size()}, m_limits)) {
+            m_log.warn("{}: a pending notification in {} cannot be read ({}); skipped", m_name, m_state.path(), *reason);
+            continue;
+        }
         Item item;
         item.sequence = load_be(k.data() + 8);
         item.attempts = static_cast<uint32_t>(get_le(v.data(), 4));
@@ -206,6 +230,14 @@ size_t Worker::pending() {
 }
 
 void Worker::run() {
+    try {
+        loop();
+    } catch (...) {
+        m_failure.set(std::current_exception());
+    }
+}
+
+void Worker::loop() {
     std::unique_lock lock(m_mutex);
     for (;;) {
         bool idle = m_queue.empty() || m_queue.front().next_ns > wall_clock_ns();
@@ -260,6 +292,8 @@ void Worker::attempt(Item& item) {
         outcome = m_sink->deliver(NotificationView{frame, message, json});
     } catch (const std::exception& e) {
         outcome = {Outcome::Kind::retry, e.what()};
+    } catch (const kj::Exception& e) {
+        outcome = {Outcome::Kind::retry, e.getDescription().cStr()};
     }
     int64_t now = wall_clock_ns();
     ++item.attempts;

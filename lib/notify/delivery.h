@@ -17,6 +17,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -58,6 +59,18 @@ struct RetryPolicy {
 // together do not retry in lockstep. `random01` is in [0, 1).
 int64_t backoff_delay_ns(const RetryPolicy& policy, uint32_t attempts, double random01);
 
+// The first error that ends a worker or the engine thread (a full disk, a broken state
+// file): kept for the input thread to throw, which a SIGTERM to ourselves wakes from its read.
+class Failure {
+public:
+    void set(std::exception_ptr error);
+    void rethrow_if_any();
+
+private:
+    std::mutex m_mutex;
+    std::exception_ptr m_error;
+};
+
 // The dead-letter output, shared by the input (garbled frames) and the workers.
 class DeadLetter {
 public:
@@ -91,7 +104,7 @@ void store_pending(store::Txn& txn, const State& state, uint64_t sink, uint64_t 
 class Worker {
 public:
     Worker(std::unique_ptr<Sink> sink, State& state, const RetryPolicy& policy, DeadLetter& dead_letter, Log& log,
-           DeliveryCounters& counters, const StopFlag& stop, wire::FrameLimits limits);
+           DeliveryCounters& counters, const StopFlag& stop, wire::FrameLimits limits, Failure& failure);
     ~Worker();
 
     Sink& sink() { return *m_sink; }
@@ -118,6 +131,7 @@ private:
         std::vector<std::byte> frame;
     };
     void run();
+    void loop();
     void attempt(Item& item);
     void save(const Item& item);
     void remove(const Item& item);  // batched: see flush_removed()
@@ -133,6 +147,7 @@ private:
     DeliveryCounters& m_counters;
     const StopFlag& m_stop;
     wire::FrameLimits m_limits;
+    Failure& m_failure;
 
     std::mutex m_mutex;
     std::condition_variable m_wake;

@@ -46,9 +46,15 @@ public:
 
     void push(Item item) {
         std::unique_lock lock(m_mutex);
-        m_not_full.wait(lock, [&] { return m_items.size() < m_capacity; });
+        m_not_full.wait(lock, [&] { return m_items.size() < m_capacity || m_closed; });
+        if (m_closed) return;  // the engine failed: the input thread is about to stop
         m_items.push_back(std::move(item));
         m_not_empty.notify_one();
+    }
+    void close() {
+        std::lock_guard lock(m_mutex);
+        m_closed = true;
+        m_not_full.notify_all();
     }
     void end() {
         std::lock_guard lock(m_mutex);
@@ -77,6 +83,7 @@ private:
     std::condition_variable m_not_empty, m_not_full;
     std::deque<Item> m_items;
     bool m_ended = false;
+    bool m_closed = false;
 };
 
 struct NotifyCounters {
@@ -105,6 +112,7 @@ public:
           m_book(book),
           m_workers(workers),
           m_builder(text, limits),
+          m_limits(limits),
           m_counters(counters),
           m_log(log),
           m_dead_letter(dead_letter),
@@ -120,20 +128,29 @@ public:
         size_t count = 0;
         for (bool more = cursor.move(MDB_FIRST, key, value); more; more = cursor.move(MDB_NEXT, key, value)) {
             auto incident = Incident::deserialize(store::to_bytes(value));
-            if (!incident) continue;
+            auto words = incident ? aligned_words(incident->last_frame) : std::vector<capnp::word>{};
+            if (!incident || wire::check_frame(wire::Frame{words.data(), words.size()}, m_limits)) {
+                m_log.warn("an incident in {} cannot be read; skipped", m_state.path());
+                continue;
+            }
             m_book.restore(std::string(static_cast<const char*>(key.mv_data), key.mv_size), std::move(*incident));
             ++count;
         }
         return count;
     }
 
-    void run(InputQueue& queue) {
-        std::vector<Item> batch;
-        for (;;) {
-            batch.clear();
-            bool ended = queue.take(batch, m_book.next_deadline());
-            step(batch);
-            if (ended) return;
+    void run(InputQueue& queue, Failure& failure) {
+        try {
+            std::vector<Item> batch;
+            for (;;) {
+                batch.clear();
+                bool ended = queue.take(batch, m_book.next_deadline());
+                step(batch);
+                if (ended) return;
+            }
+        } catch (...) {
+            queue.close();
+            failure.set(std::current_exception());
         }
     }
 
@@ -234,6 +251,7 @@ private:
     IncidentBook& m_book;
     std::vector<std::unique_ptr<Worker>>& m_workers;
     NotificationBuilder m_builder;
+    wire::FrameLimits m_limits;
     NotifyCounters& m_counters;
     Log& m_log;
     DeadLetter& m_dead_letter;
@@ -373,6 +391,7 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
     std::string secret = read_secret(options);
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    Failure failure;
     NotifyCounters counters(context.metrics());
     State state(options.state);
     IncidentBook book(config);
@@ -397,7 +416,7 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
         if (!sink_ids.insert(sink_id(sink->name())).second)
             throw Error(ExitCode::usage, fmt::format("{} is given twice", sink->name()));
         workers.push_back(std::make_unique<Worker>(std::move(sink), state, policy, dead_letter, log, counters.delivery,
-                                                   context.stop(), limits));
+                                                   context.stop(), limits, failure));
         if (size_t pending = workers.back()->load())
             log.info("{}: {} notifications pending from an earlier run", workers.back()->sink().name(), pending);
     }
@@ -413,7 +432,7 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
     {
         BlockStopSignals blocked;
         for (auto& worker : workers) worker->start();
-        engine_thread = std::thread([&] { engine.run(queue); });
+        engine_thread = std::thread([&] { engine.run(queue, failure); });
     }
     struct JoinEngine {  // the engine ends once told the input did, also when the input throws
         InputQueue& queue;
@@ -490,6 +509,7 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
     // request cuts that short, and what is left stays in --state for the next start.
     size_t left = 0;
     for (auto& worker : workers) left += worker->finish();
+    failure.rethrow_if_any();  // a full disk or a broken state file ends the tool with its error
     if (left > 0) {
         if (state.durable())
             log.warn("{} notifications not yet delivered stay in {}; they are delivered at the next start", left,

@@ -64,6 +64,9 @@ expect_eq "one incident per gateway" "$(mh-cat --to json < gen.frames | jq -r 's
 mh-notify --when 'temperature >' --out - < /dev/null 2> err.txt; code=$?
 expect_eq "bad --when exit code" 64 "$code"
 expect_contains "bad --when says so" "bad expression in --when" "$(cat err.txt)"
+mh-notify --state /proc/no/such --out - < /dev/null 2> err.txt; code=$?
+expect_eq "a state directory that cannot be made" 74 "$code"
+expect_contains "says so" "--state /proc/no/such: cannot create the state directory" "$(cat err.txt)"
 mh-notify < /dev/null 2> err.txt; code=$?
 expect_eq "no sink" 64 "$code"
 expect_contains "no sink says which" "no sink" "$(cat err.txt)"
