@@ -30,7 +30,7 @@ printf '%-44s %10s msgs/s  (%s s, %s notifications)\n' "--when over every messag
 "$BIN/mh-filter" 'temperature > 24' < "$WORK/gen.frames" > "$WORK/hot.frames"
 M=$("$BIN/mh-cat" --to json < "$WORK/hot.frames" | wc -l)
 start=$(now)
-"$BIN/mh-notify" --when true --key id --resolve-after 1h --out "$WORK/all.frames" --state "$WORK/s2" < "$WORK/hot.frames"
+"$BIN/mh-notify" --when true --key id --resolve-after 1h --max-pending 100000000 --out "$WORK/all.frames" --state "$WORK/s2" < "$WORK/hot.frames"
 end=$(now)
 told=$("$BIN/mh-cat" --to json < "$WORK/all.frames" | wc -l)
 [ "$told" -eq "$M" ] || { echo "bench: expected $M notifications, got $told" >&2; exit 1; }

@@ -88,6 +88,17 @@ State::~State() {
     }
 }
 
+std::optional<std::string> LogLimiter::allow(int64_t now_ns) {
+    if (m_last_ns != 0 && now_ns - m_last_ns < k_interval_ns) {
+        ++m_held;
+        return std::nullopt;
+    }
+    m_last_ns = now_ns;
+    std::string suffix = m_held ? fmt::format(" ({} more like it since the last report)", m_held) : "";
+    m_held = 0;
+    return suffix;
+}
+
 void Failure::set(std::exception_ptr error) {
     {
         std::lock_guard lock(m_mutex);
@@ -242,9 +253,11 @@ void Worker::loop() {
     for (;;) {
         bool idle = m_queue.empty() || m_queue.front().next_ns > wall_clock_ns();
         bool leaving = m_abandon || m_stop.load(std::memory_order_relaxed) || (m_queue.empty() && m_finishing);
-        if (!m_removed.empty() && (idle || leaving || m_removed.size() >= k_remove_batch)) {
+        if ((m_unflushed || !m_removed.empty()) && (idle || leaving || m_removed.size() >= k_remove_batch)) {
             lock.unlock();
-            flush_removed();
+            if (m_unflushed) m_sink->flush();  // before the rows go: a crash in between repeats, never loses
+            m_unflushed = false;
+            if (!m_removed.empty()) flush_removed();
             lock.lock();
             continue;
         }
@@ -266,6 +279,7 @@ void Worker::loop() {
         if (head.barrier) {
             auto words = aligned_words(head.frame);
             m_sink->barrier(wire::Frame{words.data(), words.size()});
+            m_unflushed = true;
         } else {
             attempt(head);
             done = head.next_ns == 0;
@@ -281,15 +295,19 @@ void Worker::attempt(Item& item) {
     auto words = aligned_words(item.frame);
     capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()), wire::reader_options(m_limits));
     auto message = reader.getRoot<schema::Message>();
-    std::string json;
-    JsonEncoder encoder;
-    encoder.encode(message, json);
-    if (!json.empty() && json.back() == '\n') json.pop_back();
+    m_json.clear();
+    if (m_sink->needs_json()) {
+        m_encoder.encode(message, m_json);
+        if (!m_json.empty() && m_json.back() == '\n') m_json.pop_back();
+    }
     wire::Frame frame{words.data(), words.size()};
 
     Outcome outcome;
     try {
-        outcome = m_sink->deliver(NotificationView{frame, message, json});
+        outcome = m_sink->deliver(NotificationView{frame, message, m_json});
+        m_unflushed = true;
+    } catch (const OutputClosed&) {
+        throw;  // the reader of --out went away: the tool ends quietly, the rest stays in the state
     } catch (const std::exception& e) {
         outcome = {Outcome::Kind::retry, e.what()};
     } catch (const kj::Exception& e) {
@@ -311,9 +329,10 @@ void Worker::attempt(Item& item) {
                      (m_policy.max_attempts > 0 && item.attempts >= m_policy.max_attempts) ||
                      (m_policy.retry_for_ns > 0 && now - item.first_ns >= m_policy.retry_for_ns);
     if (exhausted) {
-        m_log.error("{}: gave up on notification {} after {} attempts: {}{}", m_name,
-                    field_text(message, "incident"), item.attempts, outcome.reason,
-                    m_dead_letter.present() ? " (sent to --dead-letter)" : "");
+        if (auto more = m_gave_up_log.allow(now))
+            m_log.error("{}: gave up on notification {} after {} attempts: {}{}{}", m_name,
+                        field_text(message, "incident"), item.attempts, outcome.reason,
+                        m_dead_letter.present() ? " (sent to --dead-letter)" : "", *more);
         m_dead_letter.notification(frame, m_name, outcome.reason, item.attempts);
         m_counters.dead_letters.add();
         remove(item);

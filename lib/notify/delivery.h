@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "core/stop.h"
+#include "json/json_codec.h"
 #include "metrics/metrics.h"
 #include "notify/sinks.h"
 #include "store/lmdb.h"
@@ -58,6 +59,20 @@ struct RetryPolicy {
 // capped, with "equal jitter" (half fixed, half random) so that many incidents failing
 // together do not retry in lockstep. `random01` is in [0, 1).
 int64_t backoff_delay_ns(const RetryPolicy& policy, uint32_t attempts, double random01);
+
+// At most one log line per interval for one kind of event (a flood of dead letters, a sink
+// failing for hours); the lines held back are counted and said with the next one.
+class LogLimiter {
+public:
+    static constexpr int64_t k_interval_ns = 10 * int64_t{1'000'000'000};
+    // " (N more since)" to append when this line may be logged, nullopt when it is held back.
+    std::optional<std::string> allow(int64_t now_ns);
+    uint64_t held() const { return m_held; }
+
+private:
+    int64_t m_last_ns = 0;
+    uint64_t m_held = 0;
+};
 
 // The first error that ends a worker or the engine thread (a full disk, a broken state
 // file): kept for the input thread to throw, which a SIGTERM to ourselves wakes from its read.
@@ -157,6 +172,10 @@ private:
     std::thread m_thread;
     uint64_t m_random;  // jitter
     bool m_failing = false;  // logged the outage; the recovery is logged once too
+    LogLimiter m_gave_up_log;
+    bool m_unflushed = false;  // deliver() or barrier() since the last Sink::flush()
+    JsonEncoder m_encoder;
+    std::string m_json;
     std::vector<uint64_t> m_removed;  // delivered rows not yet deleted (worker thread only)
 };
 

@@ -22,6 +22,12 @@ uint64_t get64(const std::byte* p) {
 
 }  // namespace
 
+std::string display_key(std::string_view key) {
+    std::string shown(key);
+    std::replace(shown.begin(), shown.end(), k_key_separator, '/');
+    return shown;
+}
+
 std::string_view event_name(Event event) {
     switch (event) {
         case Event::open:

@@ -25,6 +25,9 @@ namespace mh::notify {
 
 constexpr char k_key_separator = '\x1f';  // in keys; shown as "/"
 
+// The key as people read it: its parts joined by "/".
+std::string display_key(std::string_view key);
+
 enum class Event : uint8_t { open, repeat, resolved };
 std::string_view event_name(Event event);
 

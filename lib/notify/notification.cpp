@@ -43,8 +43,7 @@ void NotificationBuilder::build(const Told& told, int64_t now_ns, std::vector<st
     const Incident& incident = told.incident;
     std::string state(event_name(told.event));
     std::string opened = format_rfc3339(incident.opened_ns);
-    std::string shown_key = told.key;  // the parts joined by "/" for people
-    std::replace(shown_key.begin(), shown_key.end(), k_key_separator, '/');
+    std::string shown_key = display_key(told.key);
     auto lookup = [&](std::string_view name) -> TemplateValue {
         TemplateValue value;
         if (name == "state" || name == "incident" || name == "opened") {

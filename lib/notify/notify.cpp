@@ -225,7 +225,7 @@ private:
                 m_counters.resolved.add();
                 break;
         }
-        m_log.debug("incident {}: {}", told.key, event_name(told.event));
+        m_log.debug("incident {}: {}", display_key(told.key), event_name(told.event));
         m_added.resize(m_workers.size());
         for (size_t i = 0; i < m_workers.size(); ++i) {
             auto& worker = m_workers[i];
@@ -234,7 +234,9 @@ private:
                 // A sink that has been down for long must not take all memory and disk.
                 std::string reason = fmt::format("{} notifications already wait for this sink (--max-pending)",
                                                  m_max_pending);
-                m_log.error("{}: gave up on notification {} at once: {}", worker->sink().name(), told.key, reason);
+                if (auto more = m_full_log.allow(now))
+                    m_log.error("{}: gave up on notification {} at once: {}{}", worker->sink().name(),
+                                display_key(told.key), reason, *more);
                 auto words = aligned_words(frame);
                 m_dead_letter.notification(wire::Frame{words.data(), words.size()}, worker->sink().name(), reason, 0);
                 m_counters.delivery.dead_letters.add();
@@ -259,6 +261,7 @@ private:
     uint64_t m_sequence = 0;
     std::vector<Outgoing> m_out;
     std::vector<Told> m_told;
+    LogLimiter m_full_log;
     std::vector<size_t> m_added;  // per worker, in this step: not yet in its queue
 };
 

@@ -384,15 +384,14 @@ public:
     OutSink(std::string spec, std::unique_ptr<wire::FrameSink> sink) : m_spec(std::move(spec)), m_sink(std::move(sink)) {}
     std::string name() const override { return "out " + m_spec; }
     bool wants_barriers() const override { return true; }
+    bool needs_json() const override { return false; }
+    // Buffered: a burst goes out in big writes; flush() when the queue has nothing due.
     Outcome deliver(const NotificationView& notification) override {
         m_sink->write(notification.frame);
-        m_sink->flush();
         return {};
     }
-    void barrier(const wire::Frame& frame) override {
-        m_sink->write(frame);
-        m_sink->flush();
-    }
+    void barrier(const wire::Frame& frame) override { m_sink->write(frame); }
+    void flush() override { m_sink->flush(); }
 
 private:
     std::string m_spec;

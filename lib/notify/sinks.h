@@ -51,6 +51,11 @@ public:
     virtual bool wants(Event) const { return true; }
     virtual bool wants_barriers() const { return false; }
     virtual void barrier(const wire::Frame&) {}
+    // Whether deliver() reads NotificationView::json (the worker skips encoding it otherwise).
+    virtual bool needs_json() const { return true; }
+    // Sends what deliver() and barrier() buffered; the worker calls it when its queue has
+    // nothing due, before the delivered rows are deleted from the state.
+    virtual void flush() {}
 };
 
 // Hex HMAC-SHA256 of `body` with `secret`, as X-Mh-Signature carries it after "sha256=".
