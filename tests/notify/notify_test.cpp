@@ -213,3 +213,100 @@ TEST(Delivery, DeadLetterCarriesTheReason) {
 
 }  // namespace
 }  // namespace mh::notify
+
+namespace mh::notify {
+namespace {
+
+// A notification frame as the engine stores it.
+std::vector<std::byte> notification_frame() {
+    Template text("{source}");
+    NotificationBuilder builder(text, {});
+    std::vector<std::byte> bytes;
+    builder.build(Told{"hot", Event::open, Incident{k_t0, k_t0, k_t0, 0, 1, 1, alert_frame("s", 31)}}, k_t0, bytes);
+    return bytes;
+}
+
+size_t pending_rows(State& state) {
+    store::Txn txn(state.env(), store::Txn::Kind::read);
+    return txn.stat(state.pending).ms_entries;
+}
+
+struct WorkerFixture {
+    State state{""};  // a temporary directory
+    test::TempFile dead;
+    DeadLetter dead_letter{std::make_unique<wire::FdFrameWriter>(dead.fd()), {}};
+    metrics::Registry registry;
+    DeliveryCounters counters{registry};
+    Log log{"notify_test", LogLevel::error};
+    StopFlag stop{false};
+    Failure failure;
+
+    std::unique_ptr<Worker> worker(const std::string& command, uint32_t max_attempts) {
+        RetryPolicy policy{.retry_for_ns = 0, .max_attempts = max_attempts, .backoff_ns = k_ms, .backoff_max_ns = 2 * k_ms};
+        return std::make_unique<Worker>(make_exec(command, 10'000 * k_ms, &stop), state, policy, dead_letter, log,
+                                        counters, stop, wire::FrameLimits{}, failure);
+    }
+    void store(Worker& worker, uint64_t sequence, const std::vector<std::byte>& frame) {
+        store::Txn txn(state.env(), store::Txn::Kind::write);
+        store_pending(txn, state, worker.id(), sequence, frame);
+        txn.commit();
+    }
+};
+
+TEST(Delivery, AWorkerDeliversAndForgetsTheRow) {
+    WorkerFixture f;
+    auto worker = f.worker("cat > /dev/null", 0);
+    auto frame = notification_frame();
+    f.store(*worker, 1, frame);
+    worker->start();
+    worker->push(1, frame);
+    EXPECT_EQ(worker->finish(), 0u);
+    EXPECT_EQ(f.counters.delivered.value(), 1u);
+    EXPECT_EQ(f.counters.failed_attempts.value(), 0u);
+    EXPECT_EQ(pending_rows(f.state), 0u);
+    EXPECT_EQ(f.dead.content(), "");
+}
+
+TEST(Delivery, AWorkerRetriesWithinItsBudgetThenDeadLetters) {
+    WorkerFixture f;
+    auto worker = f.worker("exit 7", 3);
+    auto frame = notification_frame();
+    f.store(*worker, 1, frame);
+    worker->start();
+    worker->push(1, frame);
+    EXPECT_EQ(worker->finish(), 0u);
+    EXPECT_EQ(f.counters.failed_attempts.value(), 3u);
+    EXPECT_EQ(f.counters.dead_letters.value(), 1u);
+    EXPECT_EQ(pending_rows(f.state), 0u);
+    std::string bytes = f.dead.content();
+    std::vector<std::byte> raw(reinterpret_cast<const std::byte*>(bytes.data()),
+                               reinterpret_cast<const std::byte*>(bytes.data()) + bytes.size());
+    auto words = test::to_words(raw);
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()));
+    auto message = reader.getRoot<schema::Message>();
+    EXPECT_EQ(field_text(message, "reason"), "exit status 7");
+    EXPECT_EQ(field_text(message, "attempts"), "3");
+    EXPECT_EQ(field_text(message, "sink"), "exec exit 7");
+}
+
+TEST(Delivery, PendingRowsOutliveTheWorker) {
+    WorkerFixture f;
+    auto frame = notification_frame();
+    {
+        auto first = f.worker("true", 0);
+        f.store(*first, 5, frame);
+        f.store(*first, 6, frame);
+        // Never started: as if the process ended before delivering.
+    }
+    auto second = f.worker("true", 0);
+    EXPECT_EQ(second->load(), 2u);
+    auto other = f.worker("false", 0);
+    EXPECT_EQ(other->load(), 0u) << "another sink's queue is its own";
+    second->start();
+    EXPECT_EQ(second->finish(), 0u);
+    EXPECT_EQ(f.counters.delivered.value(), 2u);
+    EXPECT_EQ(pending_rows(f.state), 0u);
+}
+
+}  // namespace
+}  // namespace mh::notify
