@@ -95,6 +95,10 @@ struct CertResult {
 
 class Registry {
 public:
+    // Not copyable: the fingerprint index points into the gateways (hold it by shared_ptr).
+    Registry(const Registry&) = delete;
+    Registry& operator=(const Registry&) = delete;
+
     // Throw Error(config) with "FILE:LINE:COLUMN: reason" (or "FILE: reason" when the
     // file cannot be read).
     static std::shared_ptr<const Registry> load(const std::string& path);

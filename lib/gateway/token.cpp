@@ -68,9 +68,10 @@ std::optional<TokenParts> parse_token(std::string_view token) {
     if (!valid_gateway_id(parts.gateway)) return std::nullopt;
     // Canonical decimal only, so that exactly one text stands for each signed expiry.
     if (expiry.empty() || (expiry.size() > 1 && expiry[0] == '0')) return std::nullopt;
+    for (char c : expiry)
+        if (c < '0' || c > '9') return std::nullopt;  // from_chars would take "-0"
     auto [end, error] = std::from_chars(expiry.data(), expiry.data() + expiry.size(), parts.expiry_unix_s);
-    if (error != std::errc() || end != expiry.data() + expiry.size() || parts.expiry_unix_s < 0)
-        return std::nullopt;
+    if (error != std::errc() || end != expiry.data() + expiry.size()) return std::nullopt;
     if (parts.signature.size() != k_token_signature_chars) return std::nullopt;
     for (char c : parts.signature)
         if (!is_base64url_char(c)) return std::nullopt;

@@ -139,6 +139,8 @@ TEST(Token, MalformedTokensAreRefused) {
              "mh1.gw-1.." + signature,                          // no expiry
              "mh1.gw-1.0" + expiry + "." + signature,           // leading zero
              "mh1.gw-1.-" + expiry + "." + signature,           // sign
+             "mh1.gw-1.-0." + signature,                        // negative zero
+             "mh1.gw-1.-0000000000." + signature,
              "mh1.gw-1.+" + expiry + "." + signature,
              "mh1.gw-1.1e9." + signature,
              "mh1.gw-1.99999999999999999999." + signature,      // overflow
