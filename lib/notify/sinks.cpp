@@ -268,15 +268,29 @@ public:
             ::close(pipe_fds[1]);
             return {Outcome::Kind::retry, errno_text("posix_spawn /bin/sh", rc)};
         }
-        // A command that does not read its stdin is fine: EPIPE is ignored (SIGPIPE is).
+        // A command that does not read its stdin is fine. SIGPIPE is blocked in this thread while
+        // writing (the library does not count on the tool ignoring it), and one it raised is taken.
+        sigset_t pipe_signal, old_mask;
+        sigemptyset(&pipe_signal);
+        sigaddset(&pipe_signal, SIGPIPE);
+        pthread_sigmask(SIG_BLOCK, &pipe_signal, &old_mask);
         std::string input = notification.json + "\n";
+        bool broken = false;
         for (size_t at = 0; at < input.size();) {
             ssize_t n = ::write(pipe_fds[1], input.data() + at, input.size() - at);
             if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
+            if (n <= 0) {
+                broken = n < 0 && errno == EPIPE;
+                break;
+            }
             at += static_cast<size_t>(n);
         }
         ::close(pipe_fds[1]);
+        if (broken) {
+            timespec none{0, 0};
+            sigtimedwait(&pipe_signal, nullptr, &none);
+        }
+        pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
         return wait_for(pid);
     }
 
