@@ -1,22 +1,21 @@
 #include "notify/delivery.h"
 
-#include "filter/hash.h"
-#include "message/time.h"
-#include "notify/notification.h"
-
+#include <capnp/serialize.h>
 #include <fmt/format.h>
+#include <kj/exception.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <capnp/serialize.h>
-#include <kj/exception.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+
+#include "filter/hash.h"
+#include "message/time.h"
+#include "notify/notification.h"
 
 namespace mh::notify {
 namespace {
@@ -65,8 +64,9 @@ State::State(const std::string& directory) {
     } else {
         m_path = directory;
         if (::mkdir(m_path.c_str(), 0755) != 0 && errno != EEXIST)
-            throw Error(ExitCode::io, fmt::format("--state {}: cannot create the state directory: {}", m_path,
-                                                 std::strerror(errno)));
+            throw Error(ExitCode::io,
+                        fmt::format("--state {}: cannot create the state directory: {}", m_path,
+                                    std::strerror(errno)));
     }
     store::EnvConfig config;
     config.access = store::Access::read_write;
@@ -94,7 +94,8 @@ std::optional<std::string> LogLimiter::allow(int64_t now_ns) {
         return std::nullopt;
     }
     m_last_ns = now_ns;
-    std::string suffix = m_held ? fmt::format(" ({} more like it since the last report)", m_held) : "";
+    std::string suffix =
+        m_held ? fmt::format(" ({} more like it since the last report)", m_held) : "";
     m_held = 0;
     return suffix;
 }
@@ -114,7 +115,8 @@ void Failure::rethrow_if_any() {
 }
 
 int64_t backoff_delay_ns(const RetryPolicy& policy, uint32_t attempts, double random01) {
-    double delay = static_cast<double>(policy.backoff_ns) * std::ldexp(1.0, static_cast<int>(std::min(attempts, 40u)) - 1);
+    double delay = static_cast<double>(policy.backoff_ns) *
+                   std::ldexp(1.0, static_cast<int>(std::min(attempts, 40u)) - 1);
     delay = std::min(delay, static_cast<double>(policy.backoff_max_ns));
     return static_cast<int64_t>(delay / 2 + delay / 2 * random01);
 }
@@ -126,26 +128,31 @@ void DeadLetter::write(const wire::Frame& frame) {
     m_sink->flush();
 }
 
-void DeadLetter::notification(const wire::Frame& frame, const std::string& sink, const std::string& reason,
-                              uint32_t attempts) {
+void DeadLetter::notification(const wire::Frame& frame, const std::string& sink,
+                              const std::string& reason, uint32_t attempts) {
     if (!m_sink) return;
     std::vector<std::byte> bytes;
-    append_with_fields(frame, {{"reason", reason}, {"sink", sink}, {"attempts", std::to_string(attempts)}}, m_limits,
-                       bytes);
+    append_with_fields(frame,
+                       {{"reason", reason}, {"sink", sink}, {"attempts", std::to_string(attempts)}},
+                       m_limits, bytes);
     auto words = aligned_words(bytes);
     write(wire::Frame{words.data(), words.size()});
 }
 
 DeliveryCounters::DeliveryCounters(metrics::Registry& registry)
-    : delivered(registry.counter("mh_notify_delivered_total", "Notifications delivered, over all sinks")),
-      failed_attempts(registry.counter("mh_notify_failed_attempts_total", "Delivery attempts that failed")),
-      dead_letters(registry.counter("mh_notify_dead_letters_total",
-                                    "Notifications given up after the retry budget, or refused for good")) {}
+    : delivered(
+          registry.counter("mh_notify_delivered_total", "Notifications delivered, over all sinks")),
+      failed_attempts(
+          registry.counter("mh_notify_failed_attempts_total", "Delivery attempts that failed")),
+      dead_letters(
+          registry.counter("mh_notify_dead_letters_total",
+                           "Notifications given up after the retry budget, or refused for good")) {}
 
 uint64_t sink_id(const std::string& sink_name) { return filter::hash_text(sink_name); }
 
-Worker::Worker(std::unique_ptr<Sink> sink, State& state, const RetryPolicy& policy, DeadLetter& dead_letter, Log& log,
-               DeliveryCounters& counters, const StopFlag& stop, wire::FrameLimits limits, Failure& failure)
+Worker::Worker(std::unique_ptr<Sink> sink, State& state, const RetryPolicy& policy,
+               DeadLetter& dead_letter, Log& log, DeliveryCounters& counters, const StopFlag& stop,
+               wire::FrameLimits limits, Failure& failure)
     : m_sink(std::move(sink)),
       m_name(m_sink->name()),
       m_id(sink_id(m_name)),
@@ -176,14 +183,16 @@ size_t Worker::load() {
     auto start = row_key(m_id, 0);
     MDB_val key = store::to_val(start), value{};
     size_t loaded = 0;
-    for (bool more = cursor.move(MDB_SET_RANGE, key, value); more; more = cursor.move(MDB_NEXT, key, value)) {
+    for (bool more = cursor.move(MDB_SET_RANGE, key, value); more;
+         more = cursor.move(MDB_NEXT, key, value)) {
         auto k = store::to_bytes(key);
         auto v = store::to_bytes(value);
         if (k.size() != 16 || load_be(k.data()) != m_id) break;
         if (v.size() < k_row_header_bytes) continue;
         auto words = aligned_words(v.subspan(k_row_header_bytes));
         if (auto reason = wire::check_frame(wire::Frame{words.data(), words.size()}, m_limits)) {
-            m_log.warn("{}: a pending notification in {} cannot be read ({}); skipped", m_name, m_state.path(), *reason);
+            m_log.warn("{}: a pending notification in {} cannot be read ({}); skipped", m_name,
+                       m_state.path(), *reason);
             continue;
         }
         Item item;
@@ -198,7 +207,9 @@ size_t Worker::load() {
     return loaded;
 }
 
-void Worker::start() { m_thread = std::thread([this] { run(); }); }
+void Worker::start() {
+    m_thread = std::thread([this] { run(); });
+}
 
 void Worker::push(uint64_t sequence, std::vector<std::byte> frame) {
     {
@@ -252,10 +263,13 @@ void Worker::loop() {
     std::unique_lock lock(m_mutex);
     for (;;) {
         bool idle = m_queue.empty() || m_queue.front().next_ns > wall_clock_ns();
-        bool leaving = m_abandon || m_stop.load(std::memory_order_relaxed) || (m_queue.empty() && m_finishing);
-        if ((m_unflushed || !m_removed.empty()) && (idle || leaving || m_removed.size() >= k_remove_batch)) {
+        bool leaving =
+            m_abandon || m_stop.load(std::memory_order_relaxed) || (m_queue.empty() && m_finishing);
+        if ((m_unflushed || !m_removed.empty()) &&
+            (idle || leaving || m_removed.size() >= k_remove_batch)) {
             lock.unlock();
-            if (m_unflushed) m_sink->flush();  // before the rows go: a crash in between repeats, never loses
+            if (m_unflushed)
+                m_sink->flush();  // before the rows go: a crash in between repeats, never loses
             m_unflushed = false;
             if (!m_removed.empty()) flush_removed();
             lock.lock();
@@ -269,7 +283,8 @@ void Worker::loop() {
         Item& head = m_queue.front();
         int64_t now = wall_clock_ns();
         if (head.next_ns > now) {  // in order: a notification waits for the one before it
-            auto wait = std::min<std::chrono::nanoseconds>(std::chrono::nanoseconds(head.next_ns - now), k_stop_check);
+            auto wait = std::min<std::chrono::nanoseconds>(
+                std::chrono::nanoseconds(head.next_ns - now), k_stop_check);
             m_wake.wait_for(lock, wait);
             continue;
         }
@@ -293,7 +308,8 @@ void Worker::loop() {
 // up), otherwise it says when to try again.
 void Worker::attempt(Item& item) {
     auto words = aligned_words(item.frame);
-    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()), wire::reader_options(m_limits));
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()),
+                                         wire::reader_options(m_limits));
     auto message = reader.getRoot<schema::Message>();
     m_json.clear();
     if (m_sink->needs_json()) {
@@ -318,7 +334,8 @@ void Worker::attempt(Item& item) {
     if (outcome.kind == Outcome::Kind::delivered) {
         remove(item);
         m_counters.delivered.add();
-        if (m_failing) m_log.info("{}: delivering again (after {} attempts)", m_name, item.attempts);
+        if (m_failing)
+            m_log.info("{}: delivering again (after {} attempts)", m_name, item.attempts);
         m_failing = false;
         item.next_ns = 0;
         return;
@@ -347,8 +364,8 @@ void Worker::attempt(Item& item) {
     if (!m_failing)
         m_log.warn("{}: attempt failed: {}; retrying with back-off", m_name, outcome.reason);
     else
-        m_log.debug("{}: attempt {} failed: {}; next in {} ms", m_name, item.attempts, outcome.reason,
-                    delay / k_ns_per_ms);
+        m_log.debug("{}: attempt {} failed: {}; next in {} ms", m_name, item.attempts,
+                    outcome.reason, delay / k_ns_per_ms);
     m_failing = true;
 }
 

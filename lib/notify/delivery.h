@@ -9,13 +9,6 @@
 // loses what was not yet delivered.
 #pragma once
 
-#include "core/log.h"
-#include "core/stop.h"
-#include "json/json_codec.h"
-#include "metrics/metrics.h"
-#include "notify/sinks.h"
-#include "store/lmdb.h"
-
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -26,12 +19,19 @@
 #include <thread>
 #include <vector>
 
+#include "core/log.h"
+#include "core/stop.h"
+#include "json/json_codec.h"
+#include "metrics/metrics.h"
+#include "notify/sinks.h"
+#include "store/lmdb.h"
+
 namespace mh::notify {
 
 // The LMDB environment and its tables. Without a directory it lives in a temporary one
 // that is removed at the end: the same code path, durable only with --state.
 class State {
-public:
+  public:
     explicit State(const std::string& directory);
     ~State();
     State(const State&) = delete;
@@ -42,17 +42,17 @@ public:
     const std::string& path() const { return m_path; }
     MDB_dbi incidents = 0, pending = 0, meta = 0;
 
-private:
+  private:
     std::string m_path;
     bool m_temporary = false;
     std::unique_ptr<store::Env> m_env;
 };
 
 struct RetryPolicy {
-    int64_t retry_for_ns = 0;     // give up this long after the first failed attempt; 0: never
-    uint32_t max_attempts = 0;    // give up after this many attempts; 0: no limit
-    int64_t backoff_ns = 0;       // the first retry's delay, doubled each time
-    int64_t backoff_max_ns = 0;   // the longest delay
+    int64_t retry_for_ns = 0;    // give up this long after the first failed attempt; 0: never
+    uint32_t max_attempts = 0;   // give up after this many attempts; 0: no limit
+    int64_t backoff_ns = 0;      // the first retry's delay, doubled each time
+    int64_t backoff_max_ns = 0;  // the longest delay
 };
 
 // The delay before retry number `attempts` (1 = the first retry): backoff * 2^(attempts-1),
@@ -63,13 +63,13 @@ int64_t backoff_delay_ns(const RetryPolicy& policy, uint32_t attempts, double ra
 // At most one log line per interval for one kind of event (a flood of dead letters, a sink
 // failing for hours); the lines held back are counted and said with the next one.
 class LogLimiter {
-public:
+  public:
     static constexpr int64_t k_interval_ns = 10 * int64_t{1'000'000'000};
     // " (N more since)" to append when this line may be logged, nullopt when it is held back.
     std::optional<std::string> allow(int64_t now_ns);
     uint64_t held() const { return m_held; }
 
-private:
+  private:
     int64_t m_last_ns = 0;
     uint64_t m_held = 0;
 };
@@ -77,26 +77,27 @@ private:
 // The first error that ends a worker or the engine thread (a full disk, a broken state
 // file): kept for the input thread to throw, which a SIGTERM to ourselves wakes from its read.
 class Failure {
-public:
+  public:
     void set(std::exception_ptr error);
     void rethrow_if_any();
 
-private:
+  private:
     std::mutex m_mutex;
     std::exception_ptr m_error;
 };
 
 // The dead-letter output, shared by the input (garbled frames) and the workers.
 class DeadLetter {
-public:
+  public:
     DeadLetter(std::unique_ptr<wire::FrameSink> sink, wire::FrameLimits limits)
         : m_sink(std::move(sink)), m_limits(limits) {}
     bool present() const { return m_sink != nullptr; }
     void write(const wire::Frame& frame);
     // The notification with fields reason, sink and attempts added.
-    void notification(const wire::Frame& frame, const std::string& sink, const std::string& reason, uint32_t attempts);
+    void notification(const wire::Frame& frame, const std::string& sink, const std::string& reason,
+                      uint32_t attempts);
 
-private:
+  private:
     std::mutex m_mutex;
     std::unique_ptr<wire::FrameSink> m_sink;
     wire::FrameLimits m_limits;
@@ -117,9 +118,10 @@ void store_pending(store::Txn& txn, const State& state, uint64_t sink, uint64_t 
                    std::span<const std::byte> frame);
 
 class Worker {
-public:
-    Worker(std::unique_ptr<Sink> sink, State& state, const RetryPolicy& policy, DeadLetter& dead_letter, Log& log,
-           DeliveryCounters& counters, const StopFlag& stop, wire::FrameLimits limits, Failure& failure);
+  public:
+    Worker(std::unique_ptr<Sink> sink, State& state, const RetryPolicy& policy,
+           DeadLetter& dead_letter, Log& log, DeliveryCounters& counters, const StopFlag& stop,
+           wire::FrameLimits limits, Failure& failure);
     ~Worker();
 
     Sink& sink() { return *m_sink; }
@@ -136,7 +138,7 @@ public:
     // Notifications queued and not yet delivered or given up.
     size_t pending();
 
-private:
+  private:
     struct Item {
         uint64_t sequence = 0;
         bool barrier = false;
@@ -170,7 +172,7 @@ private:
     bool m_finishing = false;
     bool m_abandon = false;  // destroyed without finish()
     std::thread m_thread;
-    uint64_t m_random;  // jitter
+    uint64_t m_random;       // jitter
     bool m_failing = false;  // logged the outage; the recovery is logged once too
     LogLimiter m_gave_up_log;
     bool m_unflushed = false;  // deliver() or barrier() since the last Sink::flush()

@@ -55,7 +55,8 @@ std::vector<std::byte> Incident::serialize() const {
 }
 
 std::optional<Incident> Incident::deserialize(std::span<const std::byte> bytes) {
-    if (bytes.size() < k_fixed_bytes || static_cast<uint8_t>(bytes[0]) != k_layout_version) return std::nullopt;
+    if (bytes.size() < k_fixed_bytes || static_cast<uint8_t>(bytes[0]) != k_layout_version)
+        return std::nullopt;
     Incident incident;
     const std::byte* p = bytes.data() + 1;
     incident.opened_ns = static_cast<int64_t>(get64(p));
@@ -72,9 +73,10 @@ std::optional<Incident> Incident::deserialize(std::span<const std::byte> bytes) 
 
 void IncidentBook::schedule(const std::string& key, Incident& incident) {
     if (incident.deadline_ns != 0) m_timers.erase({incident.deadline_ns, key});
-    incident.deadline_ns = incident.resolved_ns != 0        ? incident.resolved_ns + m_config.flap_ns
-                           : m_config.resolve_after_ns > 0 ? incident.last_seen_ns + m_config.resolve_after_ns
-                                                           : 0;
+    incident.deadline_ns = incident.resolved_ns != 0 ? incident.resolved_ns + m_config.flap_ns
+                           : m_config.resolve_after_ns > 0
+                               ? incident.last_seen_ns + m_config.resolve_after_ns
+                               : 0;
     if (incident.deadline_ns != 0) m_timers.emplace(incident.deadline_ns, key);
 }
 
@@ -84,7 +86,8 @@ void IncidentBook::restore(const std::string& key, Incident incident) {
     schedule(key, stored);
 }
 
-std::optional<Told> IncidentBook::match(const std::string& key, int64_t now_ns, std::span<const std::byte> frame) {
+std::optional<Told> IncidentBook::match(const std::string& key, int64_t now_ns,
+                                        std::span<const std::byte> frame) {
     m_dirty.insert(key);
     auto [it, inserted] = m_incidents.try_emplace(key);
     Incident& incident = it->second;
@@ -107,7 +110,8 @@ std::optional<Told> IncidentBook::match(const std::string& key, int64_t now_ns, 
     return std::nullopt;
 }
 
-std::optional<Told> IncidentBook::resolve(std::map<std::string, Incident>::iterator it, int64_t now_ns) {
+std::optional<Told> IncidentBook::resolve(std::map<std::string, Incident>::iterator it,
+                                          int64_t now_ns) {
     m_dirty.insert(it->first);
     if (it->second.resolved_ns == 0) it->second.resolved_ns = now_ns;
     if (now_ns - it->second.resolved_ns < m_config.flap_ns) {
@@ -120,18 +124,22 @@ std::optional<Told> IncidentBook::resolve(std::map<std::string, Incident>::itera
     return told;
 }
 
-std::vector<Told> IncidentBook::clear(const std::vector<std::optional<std::string>>& parts, int64_t now_ns) {
+std::vector<Told> IncidentBook::clear(const std::vector<std::optional<std::string>>& parts,
+                                      int64_t now_ns) {
     std::vector<Told> told;
     if (m_incidents.empty()) return told;
-    if (std::all_of(parts.begin(), parts.end(), [](const auto& part) { return part.has_value(); })) {
+    if (std::all_of(parts.begin(), parts.end(),
+                    [](const auto& part) { return part.has_value(); })) {
         std::string key;  // the whole key: one lookup
-        for (size_t i = 0; i < parts.size(); ++i) key += (i ? std::string(1, k_key_separator) : "") + *parts[i];
+        for (size_t i = 0; i < parts.size(); ++i)
+            key += (i ? std::string(1, k_key_separator) : "") + *parts[i];
         auto it = m_incidents.find(key);
         if (it != m_incidents.end())
             if (auto one = resolve(it, now_ns)) told.push_back(std::move(*one));
         return told;
     }
-    if (std::none_of(parts.begin(), parts.end(), [](const auto& part) { return part.has_value(); })) return told;
+    if (std::none_of(parts.begin(), parts.end(), [](const auto& part) { return part.has_value(); }))
+        return told;
     for (auto it = m_incidents.begin(); it != m_incidents.end();) {
         auto next = std::next(it);
         std::string_view key = it->first;
@@ -158,7 +166,8 @@ void IncidentBook::tick(int64_t now_ns, std::vector<Told>& out) {
         }
         Incident& incident = it->second;
         // Resolved by absence: it ended when the absence began to count.
-        if (incident.resolved_ns == 0) incident.resolved_ns = incident.last_seen_ns + m_config.resolve_after_ns;
+        if (incident.resolved_ns == 0)
+            incident.resolved_ns = incident.last_seen_ns + m_config.resolve_after_ns;
         if (auto told = resolve(it, now_ns)) out.push_back(std::move(*told));
     }
 }

@@ -16,9 +16,9 @@
 #include <map>
 #include <optional>
 #include <set>
-#include <utility>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mh::notify {
@@ -39,13 +39,13 @@ struct IncidentConfig {
 
 struct Incident {
     int64_t opened_ns = 0;
-    int64_t last_seen_ns = 0;      // last matching message
+    int64_t last_seen_ns = 0;  // last matching message
     int64_t last_notified_ns = 0;
-    int64_t resolved_ns = 0;       // nonzero: resolving since then (not yet told)
-    uint64_t count = 0;            // matching messages since it opened
-    uint32_t notifications = 0;    // told so far (open, repeats)
+    int64_t resolved_ns = 0;            // nonzero: resolving since then (not yet told)
+    uint64_t count = 0;                 // matching messages since it opened
+    uint32_t notifications = 0;         // told so far (open, repeats)
     std::vector<std::byte> last_frame;  // the last matching message, for the resolution's text
-    int64_t deadline_ns = 0;       // its pending timer (not saved: derived on restore)
+    int64_t deadline_ns = 0;            // its pending timer (not saved: derived on restore)
 
     std::vector<std::byte> serialize() const;
     static std::optional<Incident> deserialize(std::span<const std::byte> bytes);
@@ -60,11 +60,12 @@ struct Told {
 };
 
 class IncidentBook {
-public:
+  public:
     explicit IncidentBook(const IncidentConfig& config) : m_config(config) {}
 
     // A message matched the rule.
-    std::optional<Told> match(const std::string& key, int64_t now_ns, std::span<const std::byte> frame);
+    std::optional<Told> match(const std::string& key, int64_t now_ns,
+                              std::span<const std::byte> frame);
     // A --resolve-when message: resolves the incidents whose key parts equal `parts`, where a
     // missing part (a name the message lacks, such as rule on telemetry) matches any value.
     // Keys are the parts joined by k_key_separator.
@@ -80,14 +81,15 @@ public:
     // Keys changed since the last take (an absent key in incidents() was deleted).
     std::set<std::string> take_dirty() { return std::exchange(m_dirty, {}); }
 
-private:
+  private:
     std::optional<Told> resolve(std::map<std::string, Incident>::iterator it, int64_t now_ns);
     void schedule(const std::string& key, Incident& incident);
 
     IncidentConfig m_config;
     std::map<std::string, Incident> m_incidents;
     std::set<std::string> m_dirty;
-    std::set<std::pair<int64_t, std::string>> m_timers;  // (deadline, key): tick() looks at due ones only
+    std::set<std::pair<int64_t, std::string>>
+        m_timers;  // (deadline, key): tick() looks at due ones only
 };
 
 }  // namespace mh::notify

@@ -1,13 +1,13 @@
 #include "notify/notification.h"
 
-#include "filter/hash.h"
-#include "message/time.h"
-
 #include <capnp/serialize.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
+
+#include "filter/hash.h"
+#include "message/time.h"
 
 namespace mh::notify {
 namespace {
@@ -26,7 +26,8 @@ MessageId notification_id(std::string_view key, int64_t opened_ns, uint64_t numb
     MessageId id{};
     auto ms = static_cast<uint64_t>(opened_ns / k_ns_per_ms);
     for (int i = 0; i < 6; ++i) id[i] = static_cast<uint8_t>(ms >> (40 - 8 * i));
-    uint64_t h = mix64(filter::hash_text(key) ^ mix64(static_cast<uint64_t>(opened_ns)) ^ mix64(number + 1));
+    uint64_t h =
+        mix64(filter::hash_text(key) ^ mix64(static_cast<uint64_t>(opened_ns)) ^ mix64(number + 1));
     uint64_t h2 = mix64(h + number);
     id[6] = static_cast<uint8_t>(0x70 | ((h >> 8) & 0x0f));  // version 7
     id[7] = static_cast<uint8_t>(h);
@@ -37,7 +38,8 @@ MessageId notification_id(std::string_view key, int64_t opened_ns, uint64_t numb
 
 void NotificationBuilder::build(const Told& told, int64_t now_ns, std::vector<std::byte>& out) {
     auto words = aligned_words(told.incident.last_frame);
-    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()), wire::reader_options(m_limits));
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()),
+                                         wire::reader_options(m_limits));
     auto alert = reader.getRoot<schema::Message>();
 
     const Incident& incident = told.incident;
@@ -110,9 +112,11 @@ std::string field_text(schema::Message::Reader message, std::string_view name) {
     return {};
 }
 
-void append_with_fields(const wire::Frame& frame, const std::vector<std::pair<std::string, std::string>>& extra,
+void append_with_fields(const wire::Frame& frame,
+                        const std::vector<std::pair<std::string, std::string>>& extra,
                         wire::FrameLimits limits, std::vector<std::byte>& out) {
-    capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count), wire::reader_options(limits));
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count),
+                                         wire::reader_options(limits));
     auto original = reader.getRoot<schema::Message>();
     capnp::MallocMessageBuilder builder;
     builder.setRoot(original);

@@ -7,18 +7,18 @@
 //    "text":"sensor-1: 31.5 °C","message":{"id":"...","kind":"alert",...}}
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
 #include "json/json_codec.h"
 #include "message/id.h"
 #include "message/scratch_builder.h"
 #include "notify/incident.h"
 #include "notify/template.h"
 #include "wire/frame.h"
-
-#include <cstddef>
-#include <cstdint>
-#include <string>
-#include <string_view>
-#include <vector>
 
 namespace mh::notify {
 
@@ -31,13 +31,14 @@ MessageId notification_id(std::string_view key, int64_t opened_ns, uint64_t numb
 
 // Builds notifications; one per thread (it reuses a builder and an encoder).
 class NotificationBuilder {
-public:
-    NotificationBuilder(const Template& text, wire::FrameLimits limits) : m_text(text), m_limits(limits) {}
+  public:
+    NotificationBuilder(const Template& text, wire::FrameLimits limits)
+        : m_text(text), m_limits(limits) {}
 
     // Appends the notification for `told` at `now_ns` to `out` as a frame.
     void build(const Told& told, int64_t now_ns, std::vector<std::byte>& out);
 
-private:
+  private:
     const Template& m_text;
     wire::FrameLimits m_limits;
     ScratchBuilder m_builder;
@@ -50,7 +51,8 @@ private:
 std::string field_text(schema::Message::Reader message, std::string_view name);
 
 // A copy of `frame` with text fields appended (the dead-letter's reason, sink, attempts).
-void append_with_fields(const wire::Frame& frame, const std::vector<std::pair<std::string, std::string>>& fields,
+void append_with_fields(const wire::Frame& frame,
+                        const std::vector<std::pair<std::string, std::string>>& fields,
                         wire::FrameLimits limits, std::vector<std::byte>& out);
 
 // Frame bytes from storage (LMDB values are not word aligned) copied into words.

@@ -1,15 +1,5 @@
 #include "notify/notify.h"
 
-#include "core/error.h"
-#include "expr/expr.h"
-#include "message/time.h"
-#include "notify/delivery.h"
-#include "notify/incident.h"
-#include "notify/notification.h"
-#include "notify/sinks.h"
-#include "notify/template.h"
-#include "relay/pump.h"
-
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <signal.h>
@@ -22,6 +12,16 @@
 #include <set>
 #include <sstream>
 #include <thread>
+
+#include "core/error.h"
+#include "expr/expr.h"
+#include "message/time.h"
+#include "notify/delivery.h"
+#include "notify/incident.h"
+#include "notify/notification.h"
+#include "notify/sinks.h"
+#include "notify/template.h"
+#include "relay/pump.h"
 
 namespace mh::notify {
 namespace {
@@ -41,7 +41,7 @@ struct Item {
 
 // Bounded: a slow engine (a slow disk) holds up the input after `capacity` items, no sooner.
 class InputQueue {
-public:
+  public:
     explicit InputQueue(size_t capacity) : m_capacity(std::max<size_t>(capacity, 1)) {}
 
     void push(Item item) {
@@ -66,7 +66,9 @@ public:
         std::unique_lock lock(m_mutex);
         if (m_items.empty() && !m_ended) {
             auto wait = std::chrono::nanoseconds(k_idle_wait);
-            if (deadline_ns) wait = std::min(wait, std::chrono::nanoseconds(std::max<int64_t>(*deadline_ns - wall_clock_ns(), 0)));
+            if (deadline_ns)
+                wait = std::min(wait, std::chrono::nanoseconds(
+                                          std::max<int64_t>(*deadline_ns - wall_clock_ns(), 0)));
             m_not_empty.wait_for(lock, wait);
         }
         while (!m_items.empty() && out.size() < k_max_batch) {
@@ -77,7 +79,7 @@ public:
         return m_ended && m_items.empty();
     }
 
-private:
+  private:
     size_t m_capacity;
     std::mutex m_mutex;
     std::condition_variable m_not_empty, m_not_full;
@@ -88,12 +90,16 @@ private:
 
 struct NotifyCounters {
     explicit NotifyCounters(metrics::Registry& registry)
-        : malformed(registry.counter("mh_dropped_total", "Messages dropped, by reason", "reason=\"malformed\"")),
+        : malformed(registry.counter("mh_dropped_total", "Messages dropped, by reason",
+                                     "reason=\"malformed\"")),
           flow(registry),
           matched(registry.counter("mh_notify_matched_total", "Messages for which --when held")),
-          opened(registry.counter("mh_notifications_total", "Notifications made, by state", "state=\"open\"")),
-          repeated(registry.counter("mh_notifications_total", "Notifications made, by state", "state=\"repeat\"")),
-          resolved(registry.counter("mh_notifications_total", "Notifications made, by state", "state=\"resolved\"")),
+          opened(registry.counter("mh_notifications_total", "Notifications made, by state",
+                                  "state=\"open\"")),
+          repeated(registry.counter("mh_notifications_total", "Notifications made, by state",
+                                    "state=\"repeat\"")),
+          resolved(registry.counter("mh_notifications_total", "Notifications made, by state",
+                                    "state=\"resolved\"")),
           delivery(registry) {}
     metrics::Counter& malformed;
     relay::FlowCounters flow;
@@ -105,9 +111,10 @@ struct NotifyCounters {
 };
 
 class Engine {
-public:
-    Engine(State& state, IncidentBook& book, std::vector<std::unique_ptr<Worker>>& workers, const Template& text,
-           wire::FrameLimits limits, NotifyCounters& counters, Log& log, DeadLetter& dead_letter, size_t max_pending)
+  public:
+    Engine(State& state, IncidentBook& book, std::vector<std::unique_ptr<Worker>>& workers,
+           const Template& text, wire::FrameLimits limits, NotifyCounters& counters, Log& log,
+           DeadLetter& dead_letter, size_t max_pending)
         : m_state(state),
           m_book(book),
           m_workers(workers),
@@ -121,19 +128,23 @@ public:
     // Reads the saved incidents and the sequence; returns how many incidents are open.
     size_t restore() {
         store::Txn txn(m_state.env(), store::Txn::Kind::read);
-        if (auto value = txn.get(m_state.meta, store::as_bytes(k_sequence_key)); value && value->size() == 8)
+        if (auto value = txn.get(m_state.meta, store::as_bytes(k_sequence_key));
+            value && value->size() == 8)
             std::memcpy(&m_sequence, value->data(), 8);
         store::Cursor cursor(txn, m_state.incidents);
         MDB_val key{}, value{};
         size_t count = 0;
-        for (bool more = cursor.move(MDB_FIRST, key, value); more; more = cursor.move(MDB_NEXT, key, value)) {
+        for (bool more = cursor.move(MDB_FIRST, key, value); more;
+             more = cursor.move(MDB_NEXT, key, value)) {
             auto incident = Incident::deserialize(store::to_bytes(value));
-            auto words = incident ? aligned_words(incident->last_frame) : std::vector<capnp::word>{};
+            auto words =
+                incident ? aligned_words(incident->last_frame) : std::vector<capnp::word>{};
             if (!incident || wire::check_frame(wire::Frame{words.data(), words.size()}, m_limits)) {
                 m_log.warn("an incident in {} cannot be read; skipped", m_state.path());
                 continue;
             }
-            m_book.restore(std::string(static_cast<const char*>(key.mv_data), key.mv_size), std::move(*incident));
+            m_book.restore(std::string(static_cast<const char*>(key.mv_data), key.mv_size),
+                           std::move(*incident));
             ++count;
         }
         return count;
@@ -154,7 +165,7 @@ public:
         }
     }
 
-private:
+  private:
     struct Outgoing {
         Worker* worker;  // nullptr: a barrier for every worker that wants barriers
         uint64_t sequence;
@@ -232,13 +243,14 @@ private:
             if (!worker->sink().wants(told.event)) continue;
             if (worker->pending() + m_added[i] >= m_max_pending) {
                 // A sink that has been down for long must not take all memory and disk.
-                std::string reason = fmt::format("{} notifications already wait for this sink (--max-pending)",
-                                                 m_max_pending);
+                std::string reason = fmt::format(
+                    "{} notifications already wait for this sink (--max-pending)", m_max_pending);
                 if (auto more = m_full_log.allow(now))
-                    m_log.error("{}: gave up on notification {} at once: {}{}", worker->sink().name(),
-                                display_key(told.key), reason, *more);
+                    m_log.error("{}: gave up on notification {} at once: {}{}",
+                                worker->sink().name(), display_key(told.key), reason, *more);
                 auto words = aligned_words(frame);
-                m_dead_letter.notification(wire::Frame{words.data(), words.size()}, worker->sink().name(), reason, 0);
+                m_dead_letter.notification(wire::Frame{words.data(), words.size()},
+                                           worker->sink().name(), reason, 0);
                 m_counters.delivery.dead_letters.add();
                 continue;
             }
@@ -265,37 +277,45 @@ private:
     std::vector<size_t> m_added;  // per worker, in this step: not yet in its queue
 };
 
-int64_t duration_option(const std::string& option, const std::string& text, int64_t fallback, bool zero_ok = true) {
+int64_t duration_option(const std::string& option, const std::string& text, int64_t fallback,
+                        bool zero_ok = true) {
     if (text.empty()) return fallback;
     auto ns = parse_duration_ns(text);
     if (!ns || *ns < 0 || (!zero_ok && *ns == 0))
-        throw Error(ExitCode::usage, fmt::format("{} '{}': expected a duration such as 250ms, 30s, 5m or 1h", option, text));
+        throw Error(
+            ExitCode::usage,
+            fmt::format("{} '{}': expected a duration such as 250ms, 30s, 5m or 1h", option, text));
     return *ns;
 }
 
-expr::Expression compile(const std::string& option, const std::string& text, expr::Symbols& symbols) {
+expr::Expression compile(const std::string& option, const std::string& text,
+                         expr::Symbols& symbols) {
     auto compiled = expr::Expression::compile(text, symbols);
     if (auto* expression = std::get_if<expr::Expression>(&compiled)) return std::move(*expression);
-    throw Error(ExitCode::usage,
-                fmt::format("bad expression in {}: {}", option, std::get<expr::CompileError>(compiled).render(text)));
+    throw Error(ExitCode::usage, fmt::format("bad expression in {}: {}", option,
+                                             std::get<expr::CompileError>(compiled).render(text)));
 }
 
 std::string read_secret(const NotifyOptions& options) {
     if (options.secret_file.empty()) return options.secret;
     std::ifstream file(options.secret_file);
-    if (!file) throw Error(ExitCode::config, fmt::format("--secret-file {}: cannot read it", options.secret_file));
+    if (!file)
+        throw Error(ExitCode::config,
+                    fmt::format("--secret-file {}: cannot read it", options.secret_file));
     std::stringstream text;
     text << file.rdbuf();
     std::string secret = text.str();
     while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-    if (secret.empty()) throw Error(ExitCode::config, fmt::format("--secret-file {} is empty", options.secret_file));
+    if (secret.empty())
+        throw Error(ExitCode::config,
+                    fmt::format("--secret-file {} is empty", options.secret_file));
     return secret;
 }
 
 // Worker and engine threads leave SIGTERM/SIGINT to the input thread, whose blocking read
 // they interrupt; children of --exec get a clean mask from posix_spawn.
 class BlockStopSignals {
-public:
+  public:
     BlockStopSignals() {
         sigset_t set;
         sigemptyset(&set);
@@ -305,7 +325,7 @@ public:
     }
     ~BlockStopSignals() { pthread_sigmask(SIG_SETMASK, &m_old, nullptr); }
 
-private:
+  private:
     sigset_t m_old;
 };
 
@@ -324,7 +344,8 @@ size_t count_orphans(State& state, const std::set<uint64_t>& sink_ids) {
     store::Cursor cursor(txn, state.pending);
     MDB_val key{}, value{};
     size_t orphans = 0;
-    for (bool more = cursor.move(MDB_FIRST, key, value); more; more = cursor.move(MDB_NEXT, key, value)) {
+    for (bool more = cursor.move(MDB_FIRST, key, value); more;
+         more = cursor.move(MDB_NEXT, key, value)) {
         auto bytes = store::to_bytes(key);
         if (bytes.size() < 8) continue;
         uint64_t id = 0;
@@ -334,7 +355,8 @@ size_t count_orphans(State& state, const std::set<uint64_t>& sink_ids) {
     return orphans;
 }
 
-std::vector<std::optional<std::string>> key_parts(schema::Message::Reader message, const std::vector<std::string>& names) {
+std::vector<std::optional<std::string>> key_parts(schema::Message::Reader message,
+                                                  const std::vector<std::string>& names) {
     std::vector<std::optional<std::string>> parts;
     for (const auto& name : names) {
         TemplateValue value = message_value(message, name);
@@ -355,42 +377,49 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
     expr::Symbols symbols;
     expr::Expression when = compile("--when", options.when, symbols);
     std::optional<expr::Expression> resolve_when;
-    if (!options.resolve_when.empty()) resolve_when.emplace(compile("--resolve-when", options.resolve_when, symbols));
+    if (!options.resolve_when.empty())
+        resolve_when.emplace(compile("--resolve-when", options.resolve_when, symbols));
     Template text(options.text);
     std::vector<std::string> key_names;
     for (const auto& name : options.key)
         if (!name.empty()) key_names.push_back(name);
-    if (key_names.empty()) throw Error(ExitCode::usage, "--key: at least one name (a header or a field)");
+    if (key_names.empty())
+        throw Error(ExitCode::usage, "--key: at least one name (a header or a field)");
 
     IncidentConfig config;
     config.every_ns = duration_option("--every", options.every, 0);
-    config.resolve_after_ns = duration_option(
-        "--resolve-after", options.resolve_after,
-        resolve_when ? 0 : *parse_duration_ns(k_default_resolve_after));
+    config.resolve_after_ns =
+        duration_option("--resolve-after", options.resolve_after,
+                        resolve_when ? 0 : *parse_duration_ns(k_default_resolve_after));
     config.flap_ns = duration_option("--flap", options.flap, 0);
     int64_t timeout_ns = duration_option("--timeout", options.timeout, 0, false);
     RetryPolicy policy;
     policy.retry_for_ns = duration_option("--retry-for", options.retry_for, 0);
     policy.max_attempts = options.retry_max;
     policy.backoff_ns = duration_option("--backoff", options.backoff, 0, false);
-    policy.backoff_max_ns = std::max(duration_option("--backoff-max", options.backoff_max, 0, false), policy.backoff_ns);
+    policy.backoff_max_ns = std::max(
+        duration_option("--backoff-max", options.backoff_max, 0, false), policy.backoff_ns);
 
     const auto& outs = context.options().out;
-    if (options.webhooks.empty() && options.execs.empty() && options.smtp.empty() && options.commands.empty() &&
-        outs.empty())
+    if (options.webhooks.empty() && options.execs.empty() && options.smtp.empty() &&
+        options.commands.empty() && outs.empty())
         throw Error(ExitCode::usage,
-                    "no sink: give at least one of --webhook URL, --exec CMD, --smtp HOST:PORT, --command ENDPOINT "
+                    "no sink: give at least one of --webhook URL, --exec CMD, --smtp HOST:PORT, "
+                    "--command ENDPOINT "
                     "or --out SPEC");
     if (!options.smtp.empty() && options.mail_to.empty())
         throw Error(ExitCode::usage, "--smtp needs --mail-to ADDRESS (repeatable)");
     if (options.smtp.empty() && (!options.mail_to.empty() || options.starttls))
         throw Error(ExitCode::usage, "--mail-to and --starttls go with --smtp HOST:PORT");
     for (const auto& header : options.headers)
-        if (header.find(':') == std::string::npos || header.find_first_of("\r\n") != std::string::npos)
-            throw Error(ExitCode::usage, fmt::format("--header '{}': expected 'Name: value' on one line", header));
+        if (header.find(':') == std::string::npos ||
+            header.find_first_of("\r\n") != std::string::npos)
+            throw Error(ExitCode::usage,
+                        fmt::format("--header '{}': expected 'Name: value' on one line", header));
     for (const auto& url : options.webhooks)
         if (!url.starts_with("http://") && !url.starts_with("https://"))
-            throw Error(ExitCode::usage, fmt::format("--webhook '{}': expected an http:// or https:// URL", url));
+            throw Error(ExitCode::usage,
+                        fmt::format("--webhook '{}': expected an http:// or https:// URL", url));
     std::string secret = read_secret(options);
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -398,18 +427,23 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
     NotifyCounters counters(context.metrics());
     State state(options.state);
     IncidentBook book(config);
-    DeadLetter dead_letter(context.options().dead_letter.empty() ? nullptr
-                                                                  : context.open_frame_sink(context.options().dead_letter),
+    DeadLetter dead_letter(context.options().dead_letter.empty()
+                               ? nullptr
+                               : context.open_frame_sink(context.options().dead_letter),
                            limits);
 
     std::vector<std::unique_ptr<Sink>> sinks;
     for (const auto& url : options.webhooks)
-        sinks.push_back(make_webhook({url, options.headers, secret, timeout_ns, options.cacert, &context.stop()}));
-    for (const auto& command : options.execs) sinks.push_back(make_exec(command, timeout_ns, &context.stop()));
+        sinks.push_back(make_webhook(
+            {url, options.headers, secret, timeout_ns, options.cacert, &context.stop()}));
+    for (const auto& command : options.execs)
+        sinks.push_back(make_exec(command, timeout_ns, &context.stop()));
     for (const auto& server : options.smtp)
-        sinks.push_back(make_smtp({server, options.mail_to, options.mail_from, options.starttls, timeout_ns, options.cacert, &context.stop()}));
+        sinks.push_back(make_smtp({server, options.mail_to, options.mail_from, options.starttls,
+                                   timeout_ns, options.cacert, &context.stop()}));
     for (const auto& spec : options.commands)
-        sinks.push_back(make_command(context.zmq(), spec, options.command_name, timeout_ns, limits));
+        sinks.push_back(
+            make_command(context.zmq(), spec, options.command_name, timeout_ns, limits));
     for (const auto& spec : outs) sinks.push_back(make_out(spec, context.open_frame_sink(spec)));
 
     std::vector<std::unique_ptr<Worker>> workers;
@@ -418,15 +452,21 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
         // Two equal sinks would share one queue in --state and deliver everything twice.
         if (!sink_ids.insert(sink_id(sink->name())).second)
             throw Error(ExitCode::usage, fmt::format("{} is given twice", sink->name()));
-        workers.push_back(std::make_unique<Worker>(std::move(sink), state, policy, dead_letter, log, counters.delivery,
-                                                   context.stop(), limits, failure));
+        workers.push_back(std::make_unique<Worker>(std::move(sink), state, policy, dead_letter, log,
+                                                   counters.delivery, context.stop(), limits,
+                                                   failure));
         if (size_t pending = workers.back()->load())
-            log.info("{}: {} notifications pending from an earlier run", workers.back()->sink().name(), pending);
+            log.info("{}: {} notifications pending from an earlier run",
+                     workers.back()->sink().name(), pending);
     }
     if (size_t orphans = count_orphans(state, sink_ids))
-        log.warn("{} notifications in {} are pending for sinks not given now; they stay until those sinks are "
-                 "given again", orphans, state.path());
-    Engine engine(state, book, workers, text, limits, counters, log, dead_letter, options.max_pending);
+        log.warn(
+            "{} notifications in {} are pending for sinks not given now; they stay until those "
+            "sinks are "
+            "given again",
+            orphans, state.path());
+    Engine engine(state, book, workers, text, limits, counters, log, dead_letter,
+                  options.max_pending);
     if (size_t open = engine.restore()) log.info("{} incidents open from an earlier run", open);
 
     auto source = context.open_frame_source(context.options().in);
@@ -484,9 +524,12 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
             dead_letter.write(frame);
             continue;
         }
-        capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count), wire::reader_options(limits));
+        capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count),
+                                             wire::reader_options(limits));
         auto message = reader.getRoot<schema::Message>();
-        auto bytes_of = [&] { return std::vector<std::byte>(frame.bytes().begin(), frame.bytes().end()); };
+        auto bytes_of = [&] {
+            return std::vector<std::byte>(frame.bytes().begin(), frame.bytes().end());
+        };
         if (message.getControl().isBarrier()) {
             queue.push({Item::Kind::barrier, {}, {}, bytes_of()});
             continue;
@@ -515,13 +558,18 @@ int run(const NotifyOptions& options, cli::ToolContext& context) {
     failure.rethrow_if_any();  // a full disk or a broken state file ends the tool with its error
     if (left > 0) {
         if (state.durable())
-            log.warn("{} notifications not yet delivered stay in {}; they are delivered at the next start", left,
-                     state.path());
+            log.warn(
+                "{} notifications not yet delivered stay in {}; they are delivered at the next "
+                "start",
+                left, state.path());
         else
-            log.error("{} notifications not yet delivered are lost: give --state DIR to keep them across restarts",
-                      left);
+            log.error(
+                "{} notifications not yet delivered are lost: give --state DIR to keep them across "
+                "restarts",
+                left);
     }
-    if (context.stop().load()) log.info("stopped after {} messages", counters.flow.messages_in.value());
+    if (context.stop().load())
+        log.info("stopped after {} messages", counters.flow.messages_in.value());
     return 0;
 }
 

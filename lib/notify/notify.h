@@ -5,11 +5,11 @@
 // state in one LMDB transaction; a worker thread per sink delivers them (delivery.h).
 #pragma once
 
-#include "cli/tool.h"
-
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "cli/tool.h"
 
 namespace mh::notify {
 
@@ -27,7 +27,7 @@ struct NotifyOptions {
     std::string every;          // empty: told once per incident
     std::string resolve_after;  // empty: 5m, unless --resolve-when is given
     std::string resolve_when;
-    std::string flap;           // hold-down of resolutions; empty: none
+    std::string flap;  // hold-down of resolutions; empty: none
 
     std::vector<std::string> webhooks;
     std::vector<std::string> headers;

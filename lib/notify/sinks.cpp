@@ -1,14 +1,5 @@
 #include "notify/sinks.h"
 
-#include "core/error.h"
-#include "json/json_codec.h"
-#include "message/id.h"
-#include "message/scratch_builder.h"
-#include "message/time.h"
-#include "notify/notification.h"
-#include "zmq/endpoint.h"
-#include "zmq/socket.h"
-
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -25,6 +16,15 @@
 #include <cstring>
 #include <thread>
 
+#include "core/error.h"
+#include "json/json_codec.h"
+#include "message/id.h"
+#include "message/scratch_builder.h"
+#include "message/time.h"
+#include "notify/notification.h"
+#include "zmq/endpoint.h"
+#include "zmq/socket.h"
+
 extern char** environ;
 
 namespace mh::notify {
@@ -33,7 +33,9 @@ namespace {
 constexpr size_t k_max_reason_bytes = 200;  // of a receiver's answer, in logs and dead-letters
 constexpr long k_min_timeout_ms = 1;
 
-long timeout_ms(int64_t ns) { return std::max(k_min_timeout_ms, static_cast<long>(ns / k_ns_per_ms)); }
+long timeout_ms(int64_t ns) {
+    return std::max(k_min_timeout_ms, static_cast<long>(ns / k_ns_per_ms));
+}
 
 std::string_view view(capnp::Text::Reader text) { return {text.cStr(), text.size()}; }
 
@@ -47,7 +49,7 @@ std::string id_text(schema::Message::Reader message) {
 
 // The parts of a libcurl easy handle every curl-based sink shares.
 class Curl {
-public:
+  public:
     Curl() : m_curl(curl_easy_init()) {
         if (!m_curl) throw Error(ExitCode::software, "curl_easy_init failed");
     }
@@ -85,7 +87,7 @@ public:
     }
     const std::string& answer() const { return m_answer; }
 
-private:
+  private:
     // Called about once a second and on every transfer event: a nonzero return aborts.
     static int progress(void* stop, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
         return static_cast<const StopFlag*>(stop)->load(std::memory_order_relaxed) ? 1 : 0;
@@ -105,7 +107,7 @@ private:
 };
 
 class WebhookSink final : public Sink {
-public:
+  public:
     explicit WebhookSink(WebhookConfig config) : m_config(std::move(config)) {}
     std::string name() const override { return "webhook " + m_config.url; }
 
@@ -115,13 +117,15 @@ public:
         curl_easy_setopt(curl, CURLOPT_URL, m_config.url.c_str());
         curl_easy_setopt(curl, CURLOPT_POST, 1L);
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, notification.json.data());
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(notification.json.size()));
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                         static_cast<curl_off_t>(notification.json.size()));
         curl_easy_setopt(curl, CURLOPT_USERAGENT, "mh-notify/0.1");
         m_curl.header("Content-Type: application/json");
         m_curl.header("Expect:");  // no 100-continue round trip
         m_curl.header("X-Mh-Notification: " + id_text(notification.message));
         if (!m_config.secret.empty())
-            m_curl.header("X-Mh-Signature: sha256=" + hmac_sha256_hex(m_config.secret, notification.json));
+            m_curl.header("X-Mh-Signature: sha256=" +
+                          hmac_sha256_hex(m_config.secret, notification.json));
         for (const auto& line : m_config.headers) m_curl.header(line);
         curl_easy_setopt(curl, CURLOPT_HTTPHEADER, m_curl.headers());
         CURLcode code = curl_easy_perform(curl);
@@ -135,7 +139,7 @@ public:
         return {again ? Outcome::Kind::retry : Outcome::Kind::permanent, reason};
     }
 
-private:
+  private:
     WebhookConfig m_config;
     Curl m_curl;
 };
@@ -151,7 +155,7 @@ std::string mail_header_text(std::string_view text) {
 }
 
 class SmtpSink final : public Sink {
-public:
+  public:
     explicit SmtpSink(SmtpConfig config) : m_config(std::move(config)) {}
     std::string name() const override { return "smtp " + m_config.server; }
 
@@ -168,10 +172,12 @@ public:
         std::string body_text;  // mail lines end in CRLF
         for (char c : text) body_text += c == '\n' ? std::string("\r\n") : std::string(1, c);
         m_mail = fmt::format(
-            "From: {}\r\nTo: {}\r\nSubject: {}\r\nDate: {}\r\nMessage-ID: <{}@mh-notify>\r\nMIME-Version: 1.0\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{}\r\n\r\n{}\r\n",
-            m_config.from, to, mail_header_text(subject), date, id_text(notification.message), body_text,
-            notification.json);
+            "From: {}\r\nTo: {}\r\nSubject: {}\r\nDate: {}\r\nMessage-ID: "
+            "<{}@mh-notify>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
+            "8bit\r\n\r\n{}\r\n\r\n{}\r\n",
+            m_config.from, to, mail_header_text(subject), date, id_text(notification.message),
+            body_text, notification.json);
         m_sent = 0;
 
         m_curl.prepare(m_config.timeout_ns, m_config.cacert, m_config.stop);
@@ -180,9 +186,11 @@ public:
         curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
         curl_easy_setopt(curl, CURLOPT_MAIL_FROM, ("<" + m_config.from + ">").c_str());
         curl_slist* recipients = nullptr;
-        for (const auto& address : m_config.to) recipients = curl_slist_append(recipients, ("<" + address + ">").c_str());
+        for (const auto& address : m_config.to)
+            recipients = curl_slist_append(recipients, ("<" + address + ">").c_str());
         curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, recipients);
-        if (m_config.starttls) curl_easy_setopt(curl, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL));
+        if (m_config.starttls)
+            curl_easy_setopt(curl, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL));
         curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(curl, CURLOPT_READFUNCTION, &SmtpSink::read);
         curl_easy_setopt(curl, CURLOPT_READDATA, this);
@@ -194,10 +202,11 @@ public:
         std::string reason = m_curl.error(code);
         if (status) reason += fmt::format(" (SMTP {})", status);
         // 5xx from the server is a permanent refusal (a bad address); the rest may pass later.
-        return {status >= 500 && status < 600 ? Outcome::Kind::permanent : Outcome::Kind::retry, reason};
+        return {status >= 500 && status < 600 ? Outcome::Kind::permanent : Outcome::Kind::retry,
+                reason};
     }
 
-private:
+  private:
     static size_t read(char* buffer, size_t size, size_t count, void* self) {
         auto* sink = static_cast<SmtpSink*>(self);
         size_t n = std::min(size * count, sink->m_mail.size() - sink->m_sent);
@@ -213,7 +222,7 @@ private:
 };
 
 class ExecSink final : public Sink {
-public:
+  public:
     ExecSink(std::string command, int64_t timeout_ns, const StopFlag* stop)
         : m_command(std::move(command)), m_timeout_ns(timeout_ns), m_stop(stop) {}
     std::string name() const override { return "exec " + m_command; }
@@ -223,7 +232,9 @@ public:
         std::vector<std::string> env;
         for (char** e = environ; *e; ++e)
             if (std::strncmp(*e, "MH_", 3) != 0) env.emplace_back(*e);
-        auto add = [&](const char* name, std::string value) { env.push_back(fmt::format("{}={}", name, value)); };
+        auto add = [&](const char* name, std::string value) {
+            env.push_back(fmt::format("{}={}", name, value));
+        };
         add("MH_NOTIFICATION", id_text(message));
         add("MH_STATE", field_text(message, "state"));
         add("MH_INCIDENT", field_text(message, "incident"));
@@ -239,7 +250,8 @@ public:
         envp.push_back(nullptr);
 
         int pipe_fds[2];
-        if (pipe2(pipe_fds, O_CLOEXEC) != 0) return {Outcome::Kind::retry, errno_text("pipe2", errno)};
+        if (pipe2(pipe_fds, O_CLOEXEC) != 0)
+            return {Outcome::Kind::retry, errno_text("pipe2", errno)};
         posix_spawn_file_actions_t actions;
         posix_spawn_file_actions_init(&actions);
         posix_spawn_file_actions_adddup2(&actions, pipe_fds[0], STDIN_FILENO);
@@ -254,7 +266,8 @@ public:
         sigemptyset(&defaults);
         sigaddset(&defaults, SIGPIPE);
         posix_spawnattr_setsigdefault(&attr, &defaults);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+        posix_spawnattr_setflags(
+            &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
         posix_spawnattr_setpgroup(&attr, 0);  // its own group: a timeout kills its children too
         std::string shell = "/bin/sh";
         std::string dash_c = "-c";
@@ -294,7 +307,7 @@ public:
         return wait_for(pid);
     }
 
-private:
+  private:
     Outcome wait_for(pid_t pid) {
         auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(m_timeout_ns);
         int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
@@ -317,7 +330,8 @@ private:
                 return {Outcome::Kind::retry,
                         fmt::format("timed out after {} ms, killed", m_timeout_ns / k_ns_per_ms)};
             }
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+            auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
             if (pidfd >= 0) {
                 pollfd p{pidfd, POLLIN, 0};
                 ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 100)));
@@ -328,7 +342,8 @@ private:
         }
         if (pidfd >= 0) ::close(pidfd);
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
-        if (WIFEXITED(status)) return {Outcome::Kind::retry, fmt::format("exit status {}", WEXITSTATUS(status))};
+        if (WIFEXITED(status))
+            return {Outcome::Kind::retry, fmt::format("exit status {}", WEXITSTATUS(status))};
         return {Outcome::Kind::retry, fmt::format("killed by signal {}", WTERMSIG(status))};
     }
 
@@ -338,9 +353,9 @@ private:
 };
 
 class CommandSink final : public Sink {
-public:
-    CommandSink(zmq::Context& context, const std::string& spec, std::string command_name, int64_t timeout_ns,
-                wire::FrameLimits limits)
+  public:
+    CommandSink(zmq::Context& context, const std::string& spec, std::string command_name,
+                int64_t timeout_ns, wire::FrameLimits limits)
         : m_spec(spec), m_command_name(std::move(command_name)), m_limits(limits) {
         auto parsed = zmq::parse_endpoint(spec, zmq::Direction::out);
         if (auto* error = std::get_if<zmq::EndpointError>(&parsed))
@@ -372,19 +387,21 @@ public:
         auto list = out.initFields(static_cast<unsigned>(fields.size()));
         for (unsigned k = 0; k < fields.size(); ++k) {
             list[k].setName(capnp::Text::Reader(fields[k].first.data(), fields[k].first.size()));
-            list[k].getValue().setText(capnp::Text::Reader(fields[k].second.data(), fields[k].second.size()));
+            list[k].getValue().setText(
+                capnp::Text::Reader(fields[k].second.data(), fields[k].second.size()));
         }
         m_frame.clear();
         wire::append_frame(m_builder.builder(), m_frame);
         while (zmq_send(m_socket->get(), m_frame.data(), m_frame.size(), 0) < 0) {
             if (zmq_errno() == EINTR) continue;
-            if (zmq_errno() == EAGAIN) return {Outcome::Kind::retry, "the command input took nothing within the timeout"};
+            if (zmq_errno() == EAGAIN)
+                return {Outcome::Kind::retry, "the command input took nothing within the timeout"};
             return {Outcome::Kind::retry, std::string("zmq_send: ") + zmq_strerror(zmq_errno())};
         }
         return {};
     }
 
-private:
+  private:
     std::string m_spec;
     std::string m_command_name;
     wire::FrameLimits m_limits;
@@ -394,8 +411,9 @@ private:
 };
 
 class OutSink final : public Sink {
-public:
-    OutSink(std::string spec, std::unique_ptr<wire::FrameSink> sink) : m_spec(std::move(spec)), m_sink(std::move(sink)) {}
+  public:
+    OutSink(std::string spec, std::unique_ptr<wire::FrameSink> sink)
+        : m_spec(std::move(spec)), m_sink(std::move(sink)) {}
     std::string name() const override { return "out " + m_spec; }
     bool wants_barriers() const override { return true; }
     bool needs_json() const override { return false; }
@@ -407,7 +425,7 @@ public:
     void barrier(const wire::Frame& frame) override { m_sink->write(frame); }
     void flush() override { m_sink->flush(); }
 
-private:
+  private:
     std::string m_spec;
     std::unique_ptr<wire::FrameSink> m_sink;
 };
@@ -425,13 +443,19 @@ std::string hmac_sha256_hex(std::string_view secret, std::string_view body) {
     return hex;
 }
 
-std::unique_ptr<Sink> make_webhook(const WebhookConfig& config) { return std::make_unique<WebhookSink>(config); }
-std::unique_ptr<Sink> make_exec(const std::string& command, int64_t timeout_ns, const StopFlag* stop) {
+std::unique_ptr<Sink> make_webhook(const WebhookConfig& config) {
+    return std::make_unique<WebhookSink>(config);
+}
+std::unique_ptr<Sink> make_exec(const std::string& command, int64_t timeout_ns,
+                                const StopFlag* stop) {
     return std::make_unique<ExecSink>(command, timeout_ns, stop);
 }
-std::unique_ptr<Sink> make_smtp(const SmtpConfig& config) { return std::make_unique<SmtpSink>(config); }
-std::unique_ptr<Sink> make_command(zmq::Context& context, const std::string& spec, const std::string& command_name,
-                                   int64_t timeout_ns, wire::FrameLimits limits) {
+std::unique_ptr<Sink> make_smtp(const SmtpConfig& config) {
+    return std::make_unique<SmtpSink>(config);
+}
+std::unique_ptr<Sink> make_command(zmq::Context& context, const std::string& spec,
+                                   const std::string& command_name, int64_t timeout_ns,
+                                   wire::FrameLimits limits) {
     return std::make_unique<CommandSink>(context, spec, command_name, timeout_ns, limits);
 }
 std::unique_ptr<Sink> make_out(std::string spec, std::unique_ptr<wire::FrameSink> sink) {

@@ -13,15 +13,15 @@
 //   out      the notification itself as a frame (--out), barriers included.
 #pragma once
 
-#include "core/stop.h"
-#include "notify/incident.h"
-#include "wire/frame.h"
-#include "wire/stream.h"
-
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "core/stop.h"
+#include "notify/incident.h"
+#include "wire/frame.h"
+#include "wire/stream.h"
 
 namespace mh::zmq {
 class Context;
@@ -43,7 +43,7 @@ struct NotificationView {
 };
 
 class Sink {
-public:
+  public:
     virtual ~Sink() = default;
     // "webhook https://...": for logs, and (hashed) what names its queue in --state.
     virtual std::string name() const = 0;
@@ -66,12 +66,13 @@ struct WebhookConfig {
     std::vector<std::string> headers;  // "Name: value"
     std::string secret;                // empty: no signature
     int64_t timeout_ns = 0;
-    std::string cacert;                // a CA file to trust instead of the system's
-    const StopFlag* stop = nullptr;     // a stop request cuts an attempt short
+    std::string cacert;              // a CA file to trust instead of the system's
+    const StopFlag* stop = nullptr;  // a stop request cuts an attempt short
 };
 std::unique_ptr<Sink> make_webhook(const WebhookConfig& config);
 
-std::unique_ptr<Sink> make_exec(const std::string& command, int64_t timeout_ns, const StopFlag* stop);
+std::unique_ptr<Sink> make_exec(const std::string& command, int64_t timeout_ns,
+                                const StopFlag* stop);
 
 struct SmtpConfig {
     std::string server;  // HOST:PORT
@@ -85,8 +86,9 @@ struct SmtpConfig {
 std::unique_ptr<Sink> make_smtp(const SmtpConfig& config);
 
 // `command_name`: the command field of the message; empty: the alert's rule.
-std::unique_ptr<Sink> make_command(zmq::Context& context, const std::string& spec, const std::string& command_name,
-                                   int64_t timeout_ns, wire::FrameLimits limits);
+std::unique_ptr<Sink> make_command(zmq::Context& context, const std::string& spec,
+                                   const std::string& command_name, int64_t timeout_ns,
+                                   wire::FrameLimits limits);
 
 // Takes ownership of an output opened by the tool (a pipe, file or ZeroMQ sink).
 std::unique_ptr<Sink> make_out(std::string spec, std::unique_ptr<wire::FrameSink> sink);

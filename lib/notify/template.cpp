@@ -1,10 +1,10 @@
 #include "notify/template.h"
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 #include "message/id.h"
 #include "message/time.h"
-
-#include <fmt/format.h>
 
 namespace mh::notify {
 namespace {
@@ -57,10 +57,11 @@ std::string format_value(const TemplateValue& value, std::string_view spec) {
 
 Template::Template(std::string_view text) : m_text(text) {
     auto usage = [&](std::string_view why) {
-        return Error(ExitCode::usage,
-                     fmt::format("--template '{}': {} (placeholders are {{name}} or {{name:spec}}, "
-                                 "as in '{{source}}: {{temperature:.1f}} °C'; {{{{ and }}}} are braces)",
-                                 text, why));
+        return Error(
+            ExitCode::usage,
+            fmt::format("--template '{}': {} (placeholders are {{name}} or {{name:spec}}, "
+                        "as in '{{source}}: {{temperature:.1f}} °C'; {{{{ and }}}} are braces)",
+                        text, why));
     };
     std::string literal;
     for (size_t i = 0; i < text.size(); ++i) {

@@ -5,14 +5,14 @@
 // missing renders as "?"; a spec that does not suit the value's type renders the value plain.
 #pragma once
 
-#include "schema/message.capnp.h"
-
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "schema/message.capnp.h"
 
 namespace mh::notify {
 
@@ -29,7 +29,7 @@ struct TemplateValue {
 using TemplateLookup = std::function<TemplateValue(std::string_view name)>;
 
 class Template {
-public:
+  public:
     // Throws Error(usage) for an unclosed brace, an empty name or a spec fmt rejects for
     // every type.
     explicit Template(std::string_view text);
@@ -37,7 +37,7 @@ public:
     std::string render(const TemplateLookup& lookup) const;
     const std::string& text() const { return m_text; }
 
-private:
+  private:
     struct Part {
         std::string literal;  // when name is empty
         std::string name;

@@ -1,18 +1,17 @@
 // lib/notify without processes: templates, incidents with a driven clock, notification
 // messages, back-off, signatures and the saved forms.
+#include <capnp/serialize.h>
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "message/time.h"
 #include "notify/delivery.h"
 #include "notify/incident.h"
 #include "notify/notification.h"
 #include "notify/sinks.h"
 #include "notify/template.h"
-
-#include "core/error.h"
-#include "message/time.h"
 #include "support/support.h"
 #include "wire/fd_output.h"
-
-#include <capnp/serialize.h>
-#include <gtest/gtest.h>
 
 namespace mh::notify {
 namespace {
@@ -118,7 +117,8 @@ TEST(Incidents, ResolveWhenAndFlapHoldDown) {
     EXPECT_TRUE(book.clear(any_rule_of_s, k_t0).empty()) << "nothing open, nothing to resolve";
     ASSERT_TRUE(book.match(key, k_t0, frame));
     ASSERT_TRUE(book.match(std::string("hot") + k_key_separator + "t", k_t0, frame));
-    EXPECT_TRUE(book.clear({std::nullopt, std::nullopt}, k_t0).empty()) << "an empty pattern resolves nothing";
+    EXPECT_TRUE(book.clear({std::nullopt, std::nullopt}, k_t0).empty())
+        << "an empty pattern resolves nothing";
     // Flapping: cleared, back within the hold-down, cleared again: nothing is told.
     EXPECT_TRUE(book.clear(any_rule_of_s, k_t0 + 10 * k_ms).empty());
     EXPECT_FALSE(book.match(key, k_t0 + 50 * k_ms, frame));
@@ -150,7 +150,8 @@ TEST(Incidents, SavedFormRoundTrips) {
 TEST(Notification, AMessageAndItsJson) {
     Template text("{source}: {temperature:.1f} ({state} #{count})");
     NotificationBuilder builder(text, {});
-    Told told{std::string("hot") + k_key_separator + "s", Event::open, Incident{k_t0, k_t0, k_t0, 0, 1, 1, alert_frame("s", 31.25)}};
+    Told told{std::string("hot") + k_key_separator + "s", Event::open,
+              Incident{k_t0, k_t0, k_t0, 0, 1, 1, alert_frame("s", 31.25)}};
     std::vector<std::byte> bytes;
     builder.build(told, k_t0 + 5, bytes);
     auto words = test::to_words(bytes);
@@ -166,7 +167,9 @@ TEST(Notification, AMessageAndItsJson) {
     EXPECT_EQ(field_text(message, "text"), "s: 31.2 (open #1)");
     std::string json;
     JsonEncoder().encode(message, json);
-    EXPECT_NE(json.find(R"("message":{"id":"019b76da-a800-7001-8002-030405060708")"), std::string::npos) << json;
+    EXPECT_NE(json.find(R"("message":{"id":"019b76da-a800-7001-8002-030405060708")"),
+              std::string::npos)
+        << json;
     EXPECT_NE(json.find(R"("temperature":31.25)"), std::string::npos) << json;
 
     // The same incident and event number, the same id; another number, another id.
@@ -179,7 +182,10 @@ TEST(Notification, AMessageAndItsJson) {
 }
 
 TEST(Delivery, BackoffDoublesWithJitterUpToTheCap) {
-    RetryPolicy policy{.retry_for_ns = 0, .max_attempts = 0, .backoff_ns = 100 * k_ms, .backoff_max_ns = 1000 * k_ms};
+    RetryPolicy policy{.retry_for_ns = 0,
+                       .max_attempts = 0,
+                       .backoff_ns = 100 * k_ms,
+                       .backoff_max_ns = 1000 * k_ms};
     EXPECT_EQ(backoff_delay_ns(policy, 1, 0.0), 50 * k_ms);
     EXPECT_EQ(backoff_delay_ns(policy, 1, 0.999999), 99'999'950);
     EXPECT_EQ(backoff_delay_ns(policy, 2, 0.0), 100 * k_ms);
@@ -198,7 +204,8 @@ TEST(Delivery, DeadLetterCarriesTheReason) {
     test::TempFile out;
     DeadLetter dead_letter(std::make_unique<wire::FdFrameWriter>(out.fd()), {});
     auto words = test::to_words(alert_frame("s", 31));
-    dead_letter.notification(wire::Frame{words.data(), words.size()}, "webhook http://x", "HTTP 500", 4);
+    dead_letter.notification(wire::Frame{words.data(), words.size()}, "webhook http://x",
+                             "HTTP 500", 4);
     std::string bytes = out.content();
     std::vector<std::byte> raw(reinterpret_cast<const std::byte*>(bytes.data()),
                                reinterpret_cast<const std::byte*>(bytes.data()) + bytes.size());
@@ -222,7 +229,9 @@ std::vector<std::byte> notification_frame() {
     Template text("{source}");
     NotificationBuilder builder(text, {});
     std::vector<std::byte> bytes;
-    builder.build(Told{"hot", Event::open, Incident{k_t0, k_t0, k_t0, 0, 1, 1, alert_frame("s", 31)}}, k_t0, bytes);
+    builder.build(
+        Told{"hot", Event::open, Incident{k_t0, k_t0, k_t0, 0, 1, 1, alert_frame("s", 31)}}, k_t0,
+        bytes);
     return bytes;
 }
 
@@ -242,9 +251,13 @@ struct WorkerFixture {
     Failure failure;
 
     std::unique_ptr<Worker> worker(const std::string& command, uint32_t max_attempts) {
-        RetryPolicy policy{.retry_for_ns = 0, .max_attempts = max_attempts, .backoff_ns = k_ms, .backoff_max_ns = 2 * k_ms};
-        return std::make_unique<Worker>(make_exec(command, 10'000 * k_ms, &stop), state, policy, dead_letter, log,
-                                        counters, stop, wire::FrameLimits{}, failure);
+        RetryPolicy policy{.retry_for_ns = 0,
+                           .max_attempts = max_attempts,
+                           .backoff_ns = k_ms,
+                           .backoff_max_ns = 2 * k_ms};
+        return std::make_unique<Worker>(make_exec(command, 10'000 * k_ms, &stop), state, policy,
+                                        dead_letter, log, counters, stop, wire::FrameLimits{},
+                                        failure);
     }
     void store(Worker& worker, uint64_t sequence, const std::vector<std::byte>& frame) {
         store::Txn txn(state.env(), store::Txn::Kind::write);

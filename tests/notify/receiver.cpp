@@ -48,7 +48,7 @@ void write_file(const std::string& name, const std::string& content) {
 }
 
 class Conn {
-public:
+  public:
     explicit Conn(int fd) : m_fd(fd) {}
     ~Conn() {
         if (m_ssl) {
@@ -67,7 +67,8 @@ public:
         size_t at = 0;
         while (at < text.size()) {
             int n = m_ssl ? SSL_write(m_ssl, text.data() + at, static_cast<int>(text.size() - at))
-                          : static_cast<int>(::send(m_fd, text.data() + at, text.size() - at, MSG_NOSIGNAL));
+                          : static_cast<int>(
+                                ::send(m_fd, text.data() + at, text.size() - at, MSG_NOSIGNAL));
             if (n <= 0) return false;
             at += static_cast<size_t>(n);
         }
@@ -103,10 +104,11 @@ public:
         }
     }
 
-private:
+  private:
     bool fill() {
         char chunk[4096];
-        int n = m_ssl ? SSL_read(m_ssl, chunk, sizeof(chunk)) : static_cast<int>(::recv(m_fd, chunk, sizeof(chunk), 0));
+        int n = m_ssl ? SSL_read(m_ssl, chunk, sizeof(chunk))
+                      : static_cast<int>(::recv(m_fd, chunk, sizeof(chunk), 0));
         if (n <= 0) return false;
         m_buffer.append(chunk, static_cast<size_t>(n));
         return true;
@@ -123,7 +125,8 @@ void serve_http(Conn& conn) {
         size_t length = 0;
         while (conn.line(line) && !line.empty()) {
             headers += line + "\n";
-            if (strncasecmp(line.c_str(), "content-length:", 15) == 0) length = std::stoul(line.substr(15));
+            if (strncasecmp(line.c_str(), "content-length:", 15) == 0)
+                length = std::stoul(line.substr(15));
         }
         std::string body;
         if (!conn.bytes(length, body)) return;
@@ -144,7 +147,8 @@ void serve_http(Conn& conn) {
         std::string answer = status == 200 ? "ok" : "failing on purpose";
         std::ostringstream out;
         out << "HTTP/1.1 " << status << (status == 200 ? " OK" : " Internal Server Error")
-            << "\r\nContent-Type: text/plain\r\nContent-Length: " << answer.size() << "\r\n\r\n" << answer;
+            << "\r\nContent-Type: text/plain\r\nContent-Length: " << answer.size() << "\r\n\r\n"
+            << answer;
         if (!conn.send(out.str())) return;
     }
 }
@@ -157,7 +161,8 @@ void serve_smtp(Conn& conn, SSL_CTX* ctx) {
         std::string verb = line.substr(0, line.find(' '));
         for (auto& c : verb) c = static_cast<char>(toupper(c));
         if (verb == "EHLO") {
-            conn.send(std::string("250-localhost\r\n") + (ctx && !conn.tls() ? "250-STARTTLS\r\n" : "") + "250 8BITMIME\r\n");
+            conn.send(std::string("250-localhost\r\n") +
+                      (ctx && !conn.tls() ? "250-STARTTLS\r\n" : "") + "250 8BITMIME\r\n");
         } else if (verb == "HELO" || verb == "RSET" || verb == "NOOP") {
             conn.send("250 ok\r\n");
         } else if (verb == "STARTTLS" && ctx && !conn.tls()) {
@@ -169,7 +174,8 @@ void serve_smtp(Conn& conn, SSL_CTX* ctx) {
         } else if (verb == "DATA") {
             conn.send("354 end with .\r\n");
             std::string data;
-            while (conn.line(line) && line != ".") data += (line.starts_with("..") ? line.substr(1) : line) + "\n";
+            while (conn.line(line) && line != ".")
+                data += (line.starts_with("..") ? line.substr(1) : line) + "\n";
             int n = ++g_count;
             if (mode() == "500") {
                 log_line(n, "451");
@@ -198,7 +204,8 @@ int listen_on(int port) {
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     address.sin_port = htons(static_cast<uint16_t>(port));
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 || ::listen(fd, 16) != 0) {
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+        ::listen(fd, 16) != 0) {
         std::perror("notify_receiver: bind/listen");
         std::exit(1);
     }
