@@ -183,6 +183,32 @@ wait_pid_exit 20 "$cat_pid"
 expect_eq "the command" "command|sensor-8|gw-01|cool_down|hot|open" \
   "$(jq -r '"\(.kind)|\(.source)|\(.gateway)|\(.command)|\(.rule)|\(.state)"' commands.jsonl)"
 
+begin "--command reaches a device: mosquitto_sub logged in as the gateway to a real mh-endpoint"
+if mh-endpoint --help 2> /dev/null | grep -q -- --commands; then
+  mh-endpoint ca --dir epca > /dev/null 2>&1
+  mh-endpoint server-cert --ca epca --host localhost 127.0.0.1 --out epserver > /dev/null 2>&1
+  printf '[gateway.gw-01]\ntoken_key = "%s"\nsources = ["sensor-*"]\n' "$(mh-endpoint keygen)" > registry.toml
+  token=$(mh-endpoint token --registry registry.toml --gateway gw-01)
+  mh-endpoint --registry registry.toml --cert epserver/server.crt --key epserver/server.key --mqtt 127.0.0.1:0 \
+    --commands "@ipc://$WORK/endpoint-commands.sock" --out /dev/null 2> endpoint.log &
+  BACKGROUND_PIDS+=($!)
+  mqtt_port=$(wait_log_port 20 endpoint.log 'listening on mqtt')
+  # A persistent session: a command that comes before the subscription waits for it.
+  mosquitto_sub --cafile epca/ca.crt -h 127.0.0.1 -p "$mqtt_port" -u gw-01 -P "$token" -c -i gw01-device -q 1 \
+    -t 'commands/gw-01/#' -C 1 -W 30 -v > device.txt 2> device.err &
+  sub=$!
+  alert sensor-5 33 | mh-notify --command ">ipc://$WORK/endpoint-commands.sock" --command-name cool_down \
+    2> endpoint-notify.err; code=$?
+  expect_eq "exit code" 0 "$code"
+  wait_pid_exit 40 "$sub"
+  expect_eq "mosquitto_sub exit code" 0 "$EXIT_CODE"
+  expect_contains "topic: the gateway and source of the alert" "commands/gw-01/sensor-5 " "$(cat device.txt)"
+  expect_eq "payload" "command cool_down hot open" \
+    "$(sed 's/^[^ ]* //' device.txt | jq -r '"\(.kind) \(.command) \(.rule) \(.state)"')"
+else
+  echo "notify_test: skipped the mh-endpoint case: this mh-endpoint has no --commands yet" >&2
+fi
+
 begin "--every and --resolve-after timing, then --resolve-when with --flap"
 mkfifo timing.fifo
 exec 4<>timing.fifo
