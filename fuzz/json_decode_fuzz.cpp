@@ -1,5 +1,6 @@
-// Fuzzes the JSON decoder with one line of anything. What it accepts must encode to a line
-// it accepts again, and a second trip must give the same text (the mapping is stable).
+// Fuzzes the JSON decoder with one line of anything. Its fast path must agree with the
+// reference path byte for byte and refusal for refusal. What it accepts must encode to a
+// line it accepts again, and a second trip must give the same text (the mapping is stable).
 #include "json/json_codec.h"
 
 #include <capnp/serialize.h>
@@ -36,6 +37,7 @@ std::string encode(const std::vector<std::byte>& frame, JsonEncoder& encoder) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static JsonDecoder decoder;
+    static JsonDecoder reference(DecodePath::reference);
     static JsonEncoder encoder(TimeFormat::nanoseconds);
     static JsonEncoder rfc3339_encoder(TimeFormat::rfc3339);
 
@@ -46,8 +48,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::memset(padded.get() + size, '}', wire::k_read_padding_bytes);
     std::string_view input(padded.get(), size);
 
-    std::vector<std::byte> frame;
-    if (decoder.decode(input, frame, Padding::present)) {
+    std::vector<std::byte> frame, reference_frame;
+    auto reason = decoder.decode(input, frame, Padding::present);
+    // The fast path must give exactly what simdjson and Cap'n Proto's builder give.
+    auto reference_reason = reference.decode(input, reference_frame, Padding::present);
+    if (reason != reference_reason)
+        fail("the fast path and the reference disagree on", input);
+    if (frame != reference_frame) fail("the fast path wrote other bytes for", input);
+    if (reason) {
         if (!frame.empty()) fail("a refusal changed the output", input);
         return 0;
     }

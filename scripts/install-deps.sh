@@ -13,6 +13,7 @@ packages=(
   openssl curl mosquitto mosquitto-clients   # real clients and a real broker in tests
   clang libclang-rt-14-dev   # libFuzzer targets
   jq                         # test oracles
+  libxml2-utils              # xmllint: SVG output parses as XML (mh-store plot)
   time                       # peak memory in bench/run.sh
 )
 

@@ -1,5 +1,6 @@
 #include "gen/gen.h"
 
+#include "endpoint/native.h"
 #include "message/time.h"
 #include "relay/pump.h"
 #include "zmq/endpoint.h"
@@ -337,9 +338,24 @@ int run(const GenOptions& options, cli::ToolContext& context) {
               config.gateways, config.fleet.fields.size());
 
     std::vector<std::string> outputs = context.options().out;
-    if (outputs.empty()) outputs.push_back("-");
+    if (outputs.empty() && options.connect.empty()) outputs.push_back("-");
     std::vector<std::unique_ptr<wire::FrameSink>> sinks;
     std::vector<wire::FrameSink*> sink_pointers;
+    endpoint::GatewaysSink* gateways = nullptr;
+    if (!options.connect.empty()) {
+        endpoint::GatewayLinks links{options.connect, options.ca_file, options.cert_file, options.key_file, {}};
+        if (!options.tokens_file.empty()) links.tokens = endpoint::read_token_file(options.tokens_file);
+        for (const auto& pair : options.tokens) {
+            size_t eq = pair.find('=');
+            if (eq == std::string::npos || eq == 0)
+                throw Error(ExitCode::usage, fmt::format("--token '{}': expected GATEWAY=TOKEN", pair));
+            links.tokens[pair.substr(0, eq)] = pair.substr(eq + 1);
+        }
+        auto sink = std::make_unique<endpoint::GatewaysSink>(links);
+        gateways = sink.get();
+        sink_pointers.push_back(sink.get());
+        sinks.push_back(std::move(sink));
+    }
     for (const auto& spec : outputs) {
         sinks.push_back(context.open_frame_sink(spec));
         sink_pointers.push_back(sinks.back().get());
@@ -361,6 +377,13 @@ int run(const GenOptions& options, cli::ToolContext& context) {
     relay::pump(source, sink_pointers, counters, pump_options, log);
     const double seconds = static_cast<double>(monotonic_ns() - t0) / 1e9;
     progress.reset();  // clears the progress line before the summary
+    if (gateways) {
+        endpoint::Ack ack = gateways->finish();
+        const double acked_seconds = static_cast<double>(monotonic_ns() - t0) / 1e9;
+        log.info("the endpoint acknowledged {} messages in {:.2f} s ({}), refused {}", ack.handled, acked_seconds,
+                 format_rate(acked_seconds > 0 ? static_cast<double>(ack.handled) / acked_seconds : 0), ack.refused);
+        if (ack.refused) return static_cast<int>(ExitCode::data);
+    }
 
     if (terminal || log.enabled(LogLevel::debug)) {
         const uint64_t messages = generator.messages();

@@ -39,6 +39,11 @@ struct GenOptions {
     std::vector<std::string> anomaly_kinds = {"spike", "stuck", "silent"};
     uint64_t episode = 30;  // reports per stuck or silent episode
     bool label_anomalies = false;
+    // Acting as the gateways against an mh-endpoint (native protocol):
+    std::string connect;              // tls://HOST:PORT or tcp://HOST:PORT; empty = no
+    std::vector<std::string> tokens;  // GATEWAY=TOKEN, repeatable
+    std::string tokens_file;          // "GATEWAY TOKEN" lines
+    std::string ca_file, cert_file, key_file;
 };
 
 // A checked run plan, every default resolved.

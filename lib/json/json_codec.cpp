@@ -3,6 +3,7 @@
 #include "message/id.h"
 #include "message/scratch_builder.h"
 #include "message/time.h"
+#include "wire/message_view.h"
 
 #include <capnp/serialize.h>
 #include <fmt/format.h>
@@ -15,6 +16,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace mh {
 namespace {
@@ -346,10 +350,57 @@ void append_string(std::string& out, std::string_view text, NonAscii non_ascii) 
     out.push_back('"');
 }
 
+namespace {
+constexpr double k_float_powers_of_ten[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
+
+// What fmt's shortest "{}" gives, for the values sensors mostly send: zero, and magnitudes
+// from 0.001 to 10^15 with at most 8 digits after the point and 15 in all, which fmt
+// writes in fixed notation. The fewest fraction digits k whose decimal reads back as the
+// same double is the shortest form, and the only one of that length: within 15 digits,
+// neighbouring decimals are several ulps apart. m / 10^k with both exact is one correctly
+// rounded division, which is what reading the decimal back gives. False: fmt's turn.
+bool append_short_float(std::string& out, double value) {
+    char buffer[32];
+    char* p = buffer;
+    if (std::signbit(value)) *p++ = '-';
+    double magnitude = std::fabs(value);
+    if (magnitude == 0) {
+        std::memcpy(p, "0.0", 3);
+        out.append(buffer, static_cast<size_t>(p + 3 - buffer));
+        return true;
+    }
+    if (!(magnitude >= 1e-3 && magnitude < 1e15)) return false;  // NaN too
+    for (size_t k = 0; k < std::size(k_float_powers_of_ten); ++k) {
+        double scaled = magnitude * k_float_powers_of_ten[k];
+        if (scaled >= 1e15) return false;
+        // The nearest integer: when k digits fit, scaled is within 0.25 of it (the product
+        // errs by far less than that below 10^15); a wrong candidate fails the check anyway.
+        auto digits = static_cast<uint64_t>(scaled + 0.5);
+        if (static_cast<double>(digits) / k_float_powers_of_ten[k] != magnitude) continue;
+        // A trailing zero would mean a shorter form was missed: fmt decides.
+        if (k > 0 && digits % 10 == 0) return false;
+        auto unit = static_cast<uint64_t>(k_float_powers_of_ten[k]);
+        p = std::to_chars(p, buffer + sizeof(buffer), digits / unit).ptr;
+        *p++ = '.';
+        if (k == 0) {
+            *p++ = '0';
+        } else {
+            uint64_t fraction = digits % unit;
+            for (size_t i = k; i-- > 0; fraction /= 10) p[i] = static_cast<char>('0' + fraction % 10);
+            p += k;
+        }
+        out.append(buffer, static_cast<size_t>(p - buffer));
+        return true;
+    }
+    return false;
+}
+}  // namespace
+
 void append_float(std::string& out, double value) {
+    if (append_short_float(out, value)) return;
     char buffer[32];
     char* end = fmt::format_to(buffer, "{}", value);
-    out.append(buffer, end);
+    out.append(buffer, static_cast<size_t>(end - buffer));
     // "21" would read back as an integer.
     if (std::find_if(buffer, end, [](char c) { return c == '.' || c == 'e' || c == 'n'; }) == end)
         out += ".0";
@@ -428,6 +479,7 @@ struct JsonDecoder::Impl {
         std::string_view text;  // text, or json: into the line or the parser's string buffer
     };
 
+    DecodePath m_path = DecodePath::fast;
     od::parser m_parser;
     // The fast path: the DOM parser runs the CPU's own kernels (the on-demand API only has
     // the portable one here). Whatever it does not decode plainly, the on-demand path
@@ -452,6 +504,26 @@ struct JsonDecoder::Impl {
     std::optional<std::string> decode(std::string_view line, std::vector<std::byte>& out,
                                       Padding padding);
     void reset();
+    bool flat_decode(const char* text, size_t size);
+    bool flat_members(const char*& p, const char* end, size_t depth);
+    bool flat_string(const char*& p, const char* end, std::string_view& text);
+    bool flat_top(std::string_view key, TopKey which, const char*& p, const char* end);
+    bool flat_field(std::string_view key, const char*& p, const char* end, size_t depth);
+    bool m_non_ascii = false;  // the flat scanner met bytes that UTF-8 validation must see
+#if defined(__SSE2__)
+    // The keys of the last lines, by their place in the line: lines of one stream mostly
+    // repeat them, and a key that matches (with its closing quote) needs no scan.
+    struct CachedKey {
+        __m128i bytes;     // the key and its quote, zero after
+        uint32_t mask = 0;  // the bytes that must match; 0: no key here
+        uint32_t size = 0;
+        TopKey top = TopKey::field;
+    };
+    static constexpr size_t k_cached_keys = 64;
+    std::array<CachedKey, k_cached_keys> m_keys{};
+    size_t m_key_index = 0;
+#endif
+    bool flat_key(const char*& p, const char* end, std::string_view& key, TopKey& top);
     bool dom_decode(const char* text, size_t size);
     bool dom_top(std::string_view key, simdjson::dom::element value);
     bool dom_field(std::string_view key, simdjson::dom::element value, size_t depth);
@@ -483,9 +555,12 @@ struct JsonDecoder::Impl {
     }
     void drop_duplicates();
     void build(std::vector<std::byte>& out);
+    bool build_direct(std::vector<std::byte>& out);
 };
 
-JsonDecoder::JsonDecoder() : m_impl(std::make_unique<Impl>()) {}
+JsonDecoder::JsonDecoder(DecodePath path) : m_impl(std::make_unique<Impl>()) {
+    m_impl->m_path = path;
+}
 JsonDecoder::~JsonDecoder() = default;
 
 std::optional<std::string> JsonDecoder::decode(std::string_view line, std::vector<std::byte>& out,
@@ -502,7 +577,8 @@ std::optional<std::string> JsonDecoder::Impl::decode(std::string_view line,
         m_copy.resize(capacity);
         text = m_copy.data();
     }
-    if (dom_decode(text, line.size())) {
+    if ((m_path == DecodePath::fast && flat_decode(text, line.size())) ||
+        dom_decode(text, line.size())) {
         drop_duplicates();
         build(out);
         return std::nullopt;
@@ -553,6 +629,389 @@ void JsonDecoder::Impl::reset() {
     m_source = m_gateway = m_kind = m_body = {};
     m_barrier.reset();
     m_non_barrier_key = {};
+}
+
+// ---- The flat fast path -------------------------------------------------------------------
+//
+// Most lines are one object of plain scalars, as mh-cat and mh-gen write them. This scanner
+// reads exactly those in one pass and takes strings where they lie in the line; it gives up
+// (false) at the first thing it does not read exactly as the DOM path would: an escape, an
+// array, a number it cannot convert exactly, any syntax error. The DOM path then reads the
+// line from the start, so that what it accepts and every refusal stay as they were.
+
+namespace {
+
+inline const char* skip_space(const char* p, const char* end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
+    return p;
+}
+
+constexpr double k_exact_powers_of_ten[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                            1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                            1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+// A number as JSON's grammar has it, read as the DOM parser reads it: an integer within
+// int64 (except "-0" and -2^63, left to the DOM path), or a float, exactly rounded. False for
+// anything else, with `p` wherever it stopped.
+struct FlatNumber {
+    bool is_float;
+    int64_t int_value;
+    double float_value;
+};
+
+inline bool is_digit(char c) { return static_cast<unsigned char>(c - '0') < 10; }
+
+// Appends the digits at `p` to `value`, eight at a time where eight are there (the text is
+// followed by padding, so the load is readable; only digits before `end` are taken).
+inline const char* read_digits(const char* p, const char* end, uint64_t& value) {
+    while (end - p >= 8) {
+        uint64_t chunk;
+        std::memcpy(&chunk, p, 8);
+        // All eight are digits: each byte is 0x30..0x39.
+        if (((chunk & 0xF0F0F0F0F0F0F0F0) | (((chunk + 0x0606060606060606) & 0xF0F0F0F0F0F0F0F0) >> 4)) !=
+            0x3333333333333333)
+            break;
+        chunk -= 0x3030303030303030;
+        chunk = chunk * 10 + (chunk >> 8);  // pairs
+        chunk = (((chunk & 0x000000FF000000FF) * (100 + (1000000ULL << 32))) +
+                 (((chunk >> 16) & 0x000000FF000000FF) * (1 + (10000ULL << 32)))) >>
+                32;
+        value = value * 100000000 + chunk;
+        p += 8;
+    }
+    while (p < end && is_digit(*p)) value = value * 10 + static_cast<unsigned>(*p++ - '0');
+    return p;
+}
+
+bool flat_number(const char*& p, const char* end, FlatNumber& number) {
+    const char* start = p;
+    bool negative = *p == '-';
+    if (negative) ++p;
+    if (p == end) return false;
+    uint64_t mantissa = 0;
+    const char* digits = p;
+    if (*p == '0') {
+        ++p;
+    } else if (is_digit(*p)) {
+        p = read_digits(p, end, mantissa);
+    } else {
+        return false;
+    }
+    size_t int_digits = static_cast<size_t>(p - digits);
+    size_t frac_digits = 0;
+    bool is_float = false;
+    if (p < end && *p == '.') {
+        is_float = true;
+        const char* fraction = ++p;
+        p = read_digits(p, end, mantissa);
+        frac_digits = static_cast<size_t>(p - fraction);
+        if (frac_digits == 0) return false;
+    }
+    int64_t exponent = 0;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        is_float = true;
+        ++p;
+        bool negative_exponent = p < end && *p == '-';
+        if (p < end && (*p == '-' || *p == '+')) ++p;
+        if (p == end || !is_digit(*p)) return false;
+        while (p < end && is_digit(*p)) {
+            if (exponent < 100000) exponent = exponent * 10 + (*p - '0');
+            ++p;
+        }
+        if (negative_exponent) exponent = -exponent;
+    }
+    number.is_float = is_float;
+    if (!is_float) {
+        // 19 digits cannot overflow the accumulator; int64 holds them up to 2^63 - 1.
+        if (int_digits > 19 || mantissa > static_cast<uint64_t>(INT64_MAX)) return false;
+        if (negative && mantissa == 0) return false;
+        number.int_value = negative ? -static_cast<int64_t>(mantissa) : static_cast<int64_t>(mantissa);
+        return true;
+    }
+    size_t total_digits = int_digits + frac_digits;
+    int64_t exponent10 = exponent - static_cast<int64_t>(frac_digits);
+    double value;
+    if (total_digits <= 15 && exponent10 >= -22 && exponent10 <= 22) {
+        // Clinger's fast path: both operands are exact, so one rounding gives the nearest
+        // double, which is what any exact parser gives.
+        value = static_cast<double>(mantissa);
+        if (exponent10 < 0)
+            value /= k_exact_powers_of_ten[-exponent10];
+        else
+            value *= k_exact_powers_of_ten[exponent10];
+    } else {
+        auto [stop, error] = std::from_chars(negative ? start + 1 : start, p, value);
+        if (error != std::errc() || stop != p || !std::isfinite(value)) return false;
+        // Underflow is where parsers may differ: left to the DOM path.
+        if (value == 0 && (mantissa != 0 || total_digits > 19)) return false;
+    }
+    // "-0.0": the DOM path leaves it to the on-demand path, and so does this one.
+    if (negative && value == 0) return false;
+    number.float_value = negative ? -value : value;
+    return true;
+}
+
+}  // namespace
+
+bool JsonDecoder::Impl::flat_string(const char*& p, const char* end, std::string_view& text) {
+    const char* start = p;
+    for (;;) {
+        // Up to the next special byte (k_special): the quote, an escape, controls (invalid
+        // in JSON), and non-ASCII bytes, valid only as UTF-8, which is checked once per line.
+#if defined(__SSE2__)
+        // 16 bytes at a time: the text is followed by padding, so a load past `end` is
+        // readable, and what it finds there is not taken.
+        for (;;) {
+            __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+            __m128i stop = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(chunk, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(chunk, _mm_set1_epi8('\\'))),
+                _mm_cmpeq_epi8(_mm_min_epu8(chunk, _mm_set1_epi8(0x1F)), chunk));
+            // The sign bits are the non-ASCII bytes.
+            auto mask = static_cast<unsigned>(_mm_movemask_epi8(stop) | _mm_movemask_epi8(chunk));
+            if (mask != 0) {
+                p += __builtin_ctz(mask);
+                break;
+            }
+            p += 16;
+            if (p >= end) break;
+        }
+        if (p >= end) return false;
+#else
+        while (p < end && !k_special[static_cast<unsigned char>(*p)]) ++p;
+        if (p == end) return false;
+#endif
+        auto c = static_cast<unsigned char>(*p);
+        if (c == '"') break;
+        if (c < 0x80) return false;  // an escape or a control
+        m_non_ascii = true;
+        ++p;
+    }
+    text = {start, static_cast<size_t>(p - start)};
+    ++p;
+    return true;
+}
+
+// A key, `p` just past its opening quote: as flat_string reads it, or at once when it is
+// the key the last line had in this place. A cached key holds no special byte (it was read
+// by flat_string and is ASCII), so a match is exactly what flat_string would find.
+// `top` says which header key it is, if any (kept with the cached key too).
+bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_view& key,
+                                 TopKey& top) {
+#if defined(__SSE2__)
+    size_t index = m_key_index++;
+    if (index < k_cached_keys) {
+        CachedKey& cached = m_keys[index];
+        __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));  // padding
+        auto equal = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, cached.bytes)));
+        if (cached.mask != 0 && (equal & cached.mask) == cached.mask &&
+            static_cast<size_t>(end - p) > cached.size) {
+            key = {p, cached.size};
+            top = cached.top;
+            p += cached.size + 1;
+            return true;
+        }
+        const char* start = p;
+        bool non_ascii = m_non_ascii;
+        m_non_ascii = false;
+        if (!flat_string(p, end, key)) return false;
+        top = top_key(key);
+        cached.top = top;
+        if (key.size() < 16 && !m_non_ascii) {
+            alignas(16) char bytes[16] = {};
+            std::memcpy(bytes, start, key.size() + 1);  // with its quote
+            cached.bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(bytes));
+            cached.mask = (1u << (key.size() + 1)) - 1;
+            cached.size = static_cast<uint32_t>(key.size());
+        } else {
+            cached.mask = 0;
+        }
+        m_non_ascii = m_non_ascii || non_ascii;
+        return true;
+    }
+#endif
+    if (!flat_string(p, end, key)) return false;
+    top = top_key(key);
+    return true;
+}
+
+bool JsonDecoder::Impl::flat_decode(const char* text, size_t size) {
+    reset();
+    m_non_ascii = false;
+#if defined(__SSE2__)
+    m_key_index = 0;
+#endif
+    const char* end = text + size;
+    const char* p = skip_space(text, end);
+    if (p == end || *p != '{') return false;
+    ++p;
+    if (!flat_members(p, end, 0)) return false;
+    if (skip_space(p, end) != end) return false;
+    if (m_non_ascii && !is_valid_utf8(std::string_view(text, size))) return false;
+    return !(m_barrier && !m_non_barrier_key.empty());
+}
+
+// The members of an object, `p` just past its '{'; depth 0 is the line's own object.
+bool JsonDecoder::Impl::flat_members(const char*& p, const char* end, size_t depth) {
+    p = skip_space(p, end);
+    if (p < end && *p == '}') {
+        ++p;
+        return true;
+    }
+    for (;;) {
+        if (p == end || *p != '"') return false;
+        std::string_view key;
+        TopKey top;
+        ++p;
+        if (!flat_key(p, end, key, top)) return false;
+        p = skip_space(p, end);
+        if (p == end || *p != ':') return false;
+        p = skip_space(p + 1, end);
+        if (p == end) return false;
+        if (!(depth == 0 ? flat_top(key, top, p, end) : flat_field(key, p, end, depth)))
+            return false;
+        p = skip_space(p, end);
+        if (p == end) return false;
+        if (*p == '}') {
+            ++p;
+            return true;
+        }
+        if (*p != ',') return false;
+        p = skip_space(p + 1, end);
+    }
+}
+
+// A header key's value, as dom_top reads it; `p` is at the value and is left after it.
+bool JsonDecoder::Impl::flat_top(std::string_view key, TopKey which, const char*& p,
+                                 const char* end) {
+    if (which == TopKey::field) {
+        m_non_barrier_key = key;
+        return flat_field(key, p, end, 1);
+    }
+    auto is_null = [&] {
+        if (end - p >= 4 && std::memcmp(p, "null", 4) == 0) {
+            p += 4;
+            return true;
+        }
+        return false;
+    };
+    auto string = [&](std::string_view& out) {
+        if (*p != '"') return false;
+        ++p;
+        return flat_string(p, end, out);
+    };
+    auto time = [&](int64_t& ns) {
+        if (is_null()) {
+            ns = 0;
+            return true;
+        }
+        if (*p == '"') {
+            std::string_view text;
+            if (!string(text)) return false;
+            auto parsed = json::parse_time_text(text);
+            if (!parsed) return false;
+            ns = *parsed;
+            return true;
+        }
+        FlatNumber number;
+        if (!flat_number(p, end, number) || number.is_float) return false;
+        ns = number.int_value;
+        return true;
+    };
+    auto text = [&](std::string_view& out) {
+        if (is_null()) {
+            out = {};
+            return true;
+        }
+        return string(out);
+    };
+    if (which == TopKey::time) return time(m_time);
+    if (which == TopKey::barrier) {
+        FlatNumber number;
+        if (!flat_number(p, end, number) || number.is_float || number.int_value <= 0) return false;
+        m_barrier = static_cast<uint64_t>(number.int_value);
+        return true;
+    }
+    m_non_barrier_key = key;
+    switch (which) {
+        case TopKey::id: {
+            if (is_null()) {
+                m_id.reset();
+                return true;
+            }
+            std::string_view id;
+            return string(id) && (m_id = parse_id(id));
+        }
+        case TopKey::ingested: return time(m_ingested);
+        case TopKey::source: return text(m_source);
+        case TopKey::gateway: return text(m_gateway);
+        case TopKey::kind: return text(m_kind);
+        case TopKey::body: return text(m_body);  // base64 objects are the DOM path's
+        default: return false;
+    }
+}
+
+// A field's value, as dom_field reads it.
+bool JsonDecoder::Impl::flat_field(std::string_view key, const char*& p, const char* end,
+                                   size_t depth) {
+    PendingField* field;
+    auto literal = [&](std::string_view word) {
+        if (static_cast<size_t>(end - p) < word.size() ||
+            std::memcmp(p, word.data(), word.size()) != 0)
+            return false;
+        p += word.size();
+        return true;
+    };
+    switch (*p) {
+        case '"': {
+            std::string_view text;
+            ++p;
+            if (!flat_string(p, end, text) || !(field = new_field(key, FieldValue::TEXT)))
+                return false;
+            field->text = text;
+            return true;
+        }
+        case 't':
+        case 'f': {
+            bool value = *p == 't';
+            if (!literal(value ? "true" : "false") || !(field = new_field(key, FieldValue::BOOL)))
+                return false;
+            field->bool_value = value;
+            return true;
+        }
+        case 'n':
+            if (!literal("null") || !(field = new_field(key, FieldValue::JSON))) return false;
+            field->text = "null";
+            return true;
+        case '{': {
+            if (depth + 1 > k_max_json_depth) return false;
+            p = skip_space(p + 1, end);
+            if (p < end && *p == '}') {
+                ++p;
+                if (!(field = new_field(key, FieldValue::JSON))) return false;
+                field->text = "{}";
+                return true;
+            }
+            size_t prefix_size = m_prefix.size();
+            m_prefix += key;
+            m_prefix += '.';
+            if (!flat_members(p, end, depth + 1)) return false;
+            m_prefix.resize(prefix_size);
+            return true;
+        }
+        default: {
+            FlatNumber number;
+            if (!flat_number(p, end, number)) return false;
+            if (number.is_float) {
+                if (!(field = new_field(key, FieldValue::FLOAT))) return false;
+                field->float_value = number.float_value;
+            } else {
+                if (!(field = new_field(key, FieldValue::INT))) return false;
+                field->int_value = number.int_value;
+            }
+            return true;
+        }
+    }
 }
 
 // True when the line is decoded; false leaves it to the on-demand path, for a refusal or
@@ -1006,7 +1465,146 @@ void init_copy(Init init, std::string_view bytes) {
 }
 }  // namespace
 
+// ---- Frames written directly ------------------------------------------------------------
+//
+// Cap'n Proto's builder costs more per message than the scan: a builder made and unmade,
+// every object zeroed, checked and copied twice. build_direct() writes the very bytes that
+// build() gets from MallocMessageBuilder on its 64 KiB first segment and append_frame():
+// the segment table, the root pointer, the root struct, then each object in the order build()
+// makes them, each right after the one before (Cap'n Proto's builder allocates so in a
+// segment that has room). A message that would not fit that segment goes through build().
+
+namespace {
+
+using namespace wire::layout;
+
+inline uint64_t text_words(size_t bytes) { return (bytes + 1 + 7) / 8; }  // with its NUL
+inline uint64_t data_words(size_t bytes) { return (bytes + 7) / 8; }
+
+// Words of one segment being written in place; `at` and `target` are word indexes in it.
+class SegmentWriter {
+public:
+    explicit SegmentWriter(std::byte* segment) : m_segment(segment) {}
+
+    void word(uint64_t at, uint64_t value) { std::memcpy(m_segment + at * 8, &value, 8); }
+    void tag(uint64_t at, size_t byte, uint16_t value) {
+        std::memcpy(m_segment + at * 8 + byte, &value, 2);
+    }
+    // A pointer's offset counts words from the end of the pointer to its target.
+    static uint64_t offset(uint64_t at, uint64_t target) {
+        return static_cast<uint32_t>(static_cast<int32_t>(target - at - 1) << 2);
+    }
+    void struct_pointer(uint64_t at, uint64_t target, uint64_t data_words, uint64_t pointers) {
+        word(at, offset(at, target) | data_words << 32 | pointers << 48);
+    }
+    void list_pointer(uint64_t at, uint64_t target, uint64_t element_size, uint64_t count) {
+        word(at, offset(at, target) | 1 | (element_size | count << 3) << 32);
+    }
+    // Text (NUL-terminated) or Data bytes at the next free word, pointed to from `at`.
+    void bytes(uint64_t at, std::string_view bytes, bool is_text) {
+        list_pointer(at, m_next, k_byte_elements, bytes.size() + is_text);
+        if (!bytes.empty()) std::memcpy(m_segment + m_next * 8, bytes.data(), bytes.size());
+        m_next += is_text ? text_words(bytes.size()) : data_words(bytes.size());
+    }
+    uint64_t allocate(uint64_t words) {
+        uint64_t at = m_next;
+        m_next += words;
+        return at;
+    }
+
+private:
+    std::byte* m_segment;
+    uint64_t m_next = 0;
+};
+
+}  // namespace
+
+bool JsonDecoder::Impl::build_direct(std::vector<std::byte>& out) {
+    size_t live = 0;
+    uint64_t words = 1 + k_message_data_words + k_message_pointers;
+    if (m_barrier) {
+        words += k_barrier_data_words;
+    } else {
+        if (m_id) words += data_words(m_id->size());
+        for (auto text : {m_source, m_gateway, m_kind})
+            if (!text.empty()) words += text_words(text.size());
+        for (auto& field : m_fields) {
+            if (field.dropped) continue;
+            ++live;
+            words += text_words(field.name_size);
+            if (field.which == FieldValue::TEXT || field.which == FieldValue::JSON)
+                words += text_words(field.text.size());
+        }
+        if (live > 0) words += 1 + live * (k_field_data_words + k_field_pointers);
+        if (!m_body.empty()) words += data_words(m_body.size());
+    }
+    if (words > k_scratch_words) return false;
+
+    // The segment table of one segment: its count less one (0), then its size in words.
+    size_t start = out.size();
+    out.resize(start + 8 + words * 8);  // zeroed, as a fresh segment is
+    std::memcpy(out.data() + start + 4, &words, 4);
+    SegmentWriter segment(out.data() + start + 8);
+    uint64_t root = segment.allocate(1);
+    uint64_t message = segment.allocate(k_message_data_words + k_message_pointers);
+    segment.struct_pointer(root, message, k_message_data_words, k_message_pointers);
+    uint64_t pointers = message + k_message_data_words;
+    if (m_barrier) {
+        uint64_t barrier = segment.allocate(k_barrier_data_words);
+        segment.tag(message, k_control_byte, schema::Message::Control::BARRIER);
+        segment.struct_pointer(pointers + k_barrier, barrier, k_barrier_data_words, 0);
+        segment.word(barrier, *m_barrier);
+        segment.word(barrier + 1, static_cast<uint64_t>(m_time));
+        return true;
+    }
+    if (m_id)
+        segment.bytes(pointers + k_id,
+                      std::string_view(reinterpret_cast<const char*>(m_id->data()), m_id->size()),
+                      false);
+    segment.word(message, static_cast<uint64_t>(m_time));
+    segment.word(message + 1, static_cast<uint64_t>(m_ingested));
+    if (!m_source.empty()) segment.bytes(pointers + k_source, m_source, true);
+    if (!m_gateway.empty()) segment.bytes(pointers + k_gateway, m_gateway, true);
+    if (!m_kind.empty()) segment.bytes(pointers + k_kind, m_kind, true);
+    if (live > 0) {
+        constexpr uint64_t k_field_words = k_field_data_words + k_field_pointers;
+        uint64_t list = segment.allocate(1 + live * k_field_words);
+        segment.list_pointer(pointers + k_fields, list, k_composite_elements, live * k_field_words);
+        // The tag word: shaped like a struct pointer whose offset is the element count.
+        segment.word(list, live << 2 | k_field_data_words << 32 | k_field_pointers << 48);
+        uint64_t element = list + 1;
+        for (auto& pending : m_fields) {
+            if (pending.dropped) continue;
+            uint64_t name = element + k_field_data_words;
+            segment.bytes(name, name_of(pending), true);
+            segment.tag(element, k_field_tag_byte, static_cast<uint16_t>(pending.which));
+            switch (pending.which) {
+                case FieldValue::FLOAT: {
+                    uint64_t bits;
+                    std::memcpy(&bits, &pending.float_value, 8);
+                    segment.word(element, bits);
+                    break;
+                }
+                case FieldValue::INT:
+                    segment.word(element, static_cast<uint64_t>(pending.int_value));
+                    break;
+                case FieldValue::BOOL:
+                    segment.word(element, pending.bool_value ? 1 : 0);
+                    break;
+                case FieldValue::TEXT:
+                case FieldValue::JSON:
+                    segment.bytes(name + 1, pending.text, true);
+                    break;
+            }
+            element += k_field_words;
+        }
+    }
+    if (!m_body.empty()) segment.bytes(pointers + k_body, m_body, false);
+    return true;
+}
+
 void JsonDecoder::Impl::build(std::vector<std::byte>& out) {
+    if (m_path == DecodePath::fast && build_direct(out)) return;
     auto message = m_builder.start();
     if (m_barrier) {
         auto barrier = message.getControl().initBarrier();
@@ -1060,6 +1658,11 @@ void JsonDecoder::Impl::build(std::vector<std::byte>& out) {
 // ---- JsonEncoder -------------------------------------------------------------------------
 
 struct JsonEncoder::Impl {
+    // A message as the encoder reads it: from a Cap'n Proto reader, or straight from the
+    // words of a frame in mh's own layout.
+    using Field = wire::FieldView;
+    using Flat = wire::MessageView;
+
     // Dotted field names nest again: a tree of groups and leaves, made in vectors kept
     // across messages.
     struct Node {
@@ -1073,12 +1676,14 @@ struct JsonEncoder::Impl {
     std::string m_padded;  // a json field with brackets and padding, for the check
     std::vector<Node> m_nodes;
     std::vector<std::string_view> m_sorted_names;
+    Flat m_flat;
 
-    void encode(schema::Message::Reader message, std::string& out);
+    void read(schema::Message::Reader message, Flat& flat);
+    void encode(const Flat& message, std::string& out);
     void append_time(std::string& out, int64_t ns);
-    void append_value(std::string& out, FieldValue::Reader value);
-    void append_fields(std::string& out, capnp::List<schema::Field>::Reader fields, bool& first);
-    void append_children(std::string& out, capnp::List<schema::Field>::Reader fields, int32_t node,
+    void append_value(std::string& out, const Field& field);
+    void append_fields(std::string& out, const std::vector<Field>& fields, bool& first);
+    void append_children(std::string& out, const std::vector<Field>& fields, int32_t node,
                          bool& first);
     bool nestable(std::string_view name, size_t value_depth) const;
     int32_t add_node(int32_t parent, std::string_view key, int32_t field);
@@ -1091,26 +1696,73 @@ JsonEncoder::JsonEncoder(TimeFormat time_format) : m_impl(std::make_unique<Impl>
 JsonEncoder::~JsonEncoder() = default;
 
 void JsonEncoder::encode(schema::Message::Reader message, std::string& out) {
-    m_impl->encode(message, out);
+    m_impl->read(message, m_impl->m_flat);
+    m_impl->encode(m_impl->m_flat, out);
+}
+
+bool JsonEncoder::encode_frame(const wire::Frame& frame, std::string& out) {
+    if (!wire::read_message_view(frame, &m_impl->m_flat)) return false;
+    m_impl->encode(m_impl->m_flat, out);
+    return true;
 }
 
 namespace {
 std::string_view view(capnp::Text::Reader text) { return {text.begin(), text.size()}; }
+std::string_view view(capnp::Data::Reader data) {
+    return {reinterpret_cast<const char*>(data.begin()), data.size()};
+}
 
+// `key` is ",\"name\":": our own keys, which need no escaping; the comma unless first.
 void append_key(std::string& out, std::string_view key, bool& first) {
-    if (!first) out.push_back(',');
+    if (first) key.remove_prefix(1);
     first = false;
-    out.push_back('"');
-    out += key;  // only our own keys, which need no escaping
-    out += "\":";
+    out += key;
 }
 
 template <typename Integer>
 void append_integer(std::string& out, Integer value) {
     char buffer[24];
-    out.append(buffer, std::to_chars(buffer, buffer + sizeof(buffer), value).ptr);
+    char* end = std::to_chars(buffer, buffer + sizeof(buffer), value).ptr;
+    out.append(buffer, static_cast<size_t>(end - buffer));
 }
 }  // namespace
+
+// What encode() reads of a message, in the order it always has, so that a reader that
+// throws (a pointer of the wrong kind) throws as before; what it never read (the rest of
+// a barrier, a field value of a newer kind) it still does not read.
+void JsonEncoder::Impl::read(schema::Message::Reader message, Flat& flat) {
+    flat.fields.clear();
+    flat.barrier = message.getControl().isBarrier();
+    if (flat.barrier) {
+        auto barrier = message.getControl().getBarrier();
+        flat.barrier_number = barrier.getNumber();
+        flat.time = barrier.getTime();
+        return;
+    }
+    flat.id = message.hasId() ? view(message.getId()) : std::string_view("", 0);
+    flat.time = message.getTime();
+    flat.ingested = message.getIngested();
+    flat.source = view(message.getSource());
+    flat.gateway = view(message.getGateway());
+    flat.kind = view(message.getKind());
+    if (message.hasFields()) {
+        for (auto field : message.getFields()) {
+            Field& out = flat.fields.emplace_back();
+            out.name = view(field.getName());
+            auto value = field.getValue();
+            out.which = value.which();
+            switch (out.which) {
+                case FieldValue::FLOAT: out.float_value = value.getFloat(); break;
+                case FieldValue::INT: out.int_value = value.getInt(); break;
+                case FieldValue::TEXT: out.text = view(value.getText()); break;
+                case FieldValue::BOOL: out.bool_value = value.getBool(); break;
+                case FieldValue::JSON: out.text = view(value.getJson()); break;
+                default: break;  // a variant newer than this code: written as null
+            }
+        }
+    }
+    flat.body = message.hasBody() ? view(message.getBody()) : std::string_view("", 0);
+}
 
 void JsonEncoder::Impl::append_time(std::string& out, int64_t ns) {
     if (m_time_format == TimeFormat::nanoseconds) {
@@ -1121,81 +1773,74 @@ void JsonEncoder::Impl::append_time(std::string& out, int64_t ns) {
     buffer[0] = '"';
     char* end = format_rfc3339(ns, buffer + 1);
     *end++ = '"';
-    out.append(buffer, end);
+    out.append(buffer, static_cast<size_t>(end - buffer));
 }
 
-void JsonEncoder::Impl::encode(schema::Message::Reader message, std::string& out) {
+void JsonEncoder::Impl::encode(const Flat& message, std::string& out) {
     bool first = true;
     out.push_back('{');
-    if (message.getControl().isBarrier()) {
-        auto barrier = message.getControl().getBarrier();
-        append_key(out, "$barrier", first);
-        append_integer(out, barrier.getNumber());
-        append_key(out, "time", first);
-        append_time(out, barrier.getTime());
+    if (message.barrier) {
+        append_key(out, ",\"$barrier\":", first);
+        append_integer(out, message.barrier_number);
+        append_key(out, ",\"time\":", first);
+        append_time(out, message.time);
         out += "}\n";
         return;
     }
-    if (message.hasId()) {
-        auto id = message.getId();
-        if (id.size() > 0) {
-            char buffer[2 * 16 + 4 + 2];
-            append_key(out, "id", first);
-            if (id.size() == 16) {
-                buffer[0] = '"';
-                char* end = format_id(std::span<const uint8_t>(id.begin(), id.size()), buffer + 1);
-                *end++ = '"';
-                out.append(buffer, end);
-            } else {
-                // Not an mh id: kept as hex digits rather than dropped.
-                out.push_back('"');
-                for (size_t i = 0; i < id.size(); i += 16) {
-                    size_t n = std::min<size_t>(16, id.size() - i);
-                    out.append(buffer,
-                               format_id(std::span<const uint8_t>(id.begin() + i, n), buffer));
-                }
-                out.push_back('"');
+    if (!message.id.empty()) {
+        auto id = std::span(reinterpret_cast<const uint8_t*>(message.id.data()), message.id.size());
+        char buffer[2 * 16 + 4 + 2];
+        append_key(out, ",\"id\":", first);
+        if (id.size() == 16) {
+            buffer[0] = '"';
+            char* end = format_id(id, buffer + 1);
+            *end++ = '"';
+            out.append(buffer, static_cast<size_t>(end - buffer));
+        } else {
+            // Not an mh id: kept as hex digits rather than dropped.
+            out.push_back('"');
+            for (size_t i = 0; i < id.size(); i += 16) {
+                size_t n = std::min<size_t>(16, id.size() - i);
+                char* end = format_id(id.subspan(i, n), buffer);
+                out.append(buffer, static_cast<size_t>(end - buffer));
             }
+            out.push_back('"');
         }
     }
-    if (int64_t time = message.getTime()) {
-        append_key(out, "time", first);
-        append_time(out, time);
+    if (message.time) {
+        append_key(out, ",\"time\":", first);
+        append_time(out, message.time);
     }
-    if (int64_t ingested = message.getIngested()) {
-        append_key(out, "ingested", first);
-        append_time(out, ingested);
+    if (message.ingested) {
+        append_key(out, ",\"ingested\":", first);
+        append_time(out, message.ingested);
     }
-    auto append_text = [&](const char* key, capnp::Text::Reader text) {
-        if (text.size() == 0) return;
+    auto append_text = [&](std::string_view key, std::string_view text) {
+        if (text.empty()) return;
         append_key(out, key, first);
-        json::append_string(out, view(text));
+        json::append_string(out, text);
     };
-    append_text("source", message.getSource());
-    append_text("gateway", message.getGateway());
-    append_text("kind", message.getKind());
-    if (message.hasFields()) append_fields(out, message.getFields(), first);
-    if (message.hasBody()) {
-        auto body = message.getBody();
-        std::string_view bytes(reinterpret_cast<const char*>(body.begin()), body.size());
-        if (!bytes.empty()) {
-            append_key(out, "body", first);
-            if (is_valid_utf8(bytes)) {
-                json::append_string(out, bytes);
-            } else {
-                out += "{\"base64\":\"";
-                json::append_base64(out, std::as_bytes(std::span(body.begin(), body.size())));
-                out += "\"}";
-            }
+    append_text(",\"source\":", message.source);
+    append_text(",\"gateway\":", message.gateway);
+    append_text(",\"kind\":", message.kind);
+    if (!message.fields.empty()) append_fields(out, message.fields, first);
+    if (!message.body.empty()) {
+        append_key(out, ",\"body\":", first);
+        if (is_valid_utf8(message.body)) {
+            json::append_string(out, message.body);
+        } else {
+            out += "{\"base64\":\"";
+            json::append_base64(out, std::as_bytes(std::span(message.body)));
+            out += "\"}";
         }
     }
     out += "}\n";
 }
 
-void JsonEncoder::Impl::append_value(std::string& out, FieldValue::Reader value) {
-    switch (value.which()) {
+void JsonEncoder::Impl::append_value(std::string& out, const Field& value) {
+    switch (value.which) {
         case FieldValue::FLOAT: {
-            double number = value.getFloat();
+            double number = value.float_value;
             if (std::isfinite(number))
                 json::append_float(out, number);
             else
@@ -1203,16 +1848,16 @@ void JsonEncoder::Impl::append_value(std::string& out, FieldValue::Reader value)
             return;
         }
         case FieldValue::INT:
-            append_integer(out, value.getInt());
+            append_integer(out, value.int_value);
             return;
         case FieldValue::TEXT:
-            json::append_string(out, view(value.getText()));
+            json::append_string(out, value.text);
             return;
         case FieldValue::BOOL:
-            out += value.getBool() ? "true" : "false";
+            out += value.bool_value ? "true" : "false";
             return;
         case FieldValue::JSON: {
-            std::string_view text = view(value.getJson());
+            std::string_view text = value.text;
             if (!is_valid_json(text)) {
                 json::append_string(out, text);
                 return;
@@ -1308,36 +1953,34 @@ int32_t JsonEncoder::Impl::add_node(int32_t parent, std::string_view key, int32_
     return index;
 }
 
-void JsonEncoder::Impl::append_fields(std::string& out, capnp::List<schema::Field>::Reader fields,
+void JsonEncoder::Impl::append_fields(std::string& out, const std::vector<Field>& fields,
                                       bool& first) {
     bool dotted = false;
-    for (auto field : fields) {
-        auto name = field.getName();
-        if (std::memchr(name.begin(), '.', name.size())) {
+    for (auto& field : fields) {
+        if (std::memchr(field.name.data(), '.', field.name.size())) {
             dotted = true;
             break;
         }
     }
     if (!dotted) {
-        for (auto field : fields) {
+        for (auto& field : fields) {
             if (!first) out.push_back(',');
             first = false;
-            json::append_string(out, view(field.getName()));
+            json::append_string(out, field.name);
             out.push_back(':');
-            append_value(out, field.getValue());
+            append_value(out, field);
         }
         return;
     }
 
     m_sorted_names.clear();
-    for (auto field : fields) m_sorted_names.push_back(view(field.getName()));
+    for (auto& field : fields) m_sorted_names.push_back(field.name);
     std::sort(m_sorted_names.begin(), m_sorted_names.end());
     m_nodes.clear();
     m_nodes.push_back(Node{{}, -1});  // the root: the message object itself
-    for (unsigned i = 0; i < fields.size(); ++i) {
-        std::string_view name = view(fields[i].getName());
-        auto value = fields[i].getValue();
-        size_t value_depth = value.isJson() ? json_depth(view(value.getJson())) : 0;
+    for (size_t i = 0; i < fields.size(); ++i) {
+        std::string_view name = fields[i].name;
+        size_t value_depth = fields[i].which == FieldValue::JSON ? json_depth(fields[i].text) : 0;
         if (!nestable(name, value_depth)) {
             add_node(0, name, static_cast<int32_t>(i));
             continue;
@@ -1360,7 +2003,7 @@ void JsonEncoder::Impl::append_fields(std::string& out, capnp::List<schema::Fiel
     append_children(out, fields, 0, first);
 }
 
-void JsonEncoder::Impl::append_children(std::string& out, capnp::List<schema::Field>::Reader fields,
+void JsonEncoder::Impl::append_children(std::string& out, const std::vector<Field>& fields,
                                         int32_t node, bool& first) {
     for (int32_t child = m_nodes[static_cast<size_t>(node)].first_child; child >= 0;
          child = m_nodes[static_cast<size_t>(child)].next) {
@@ -1370,7 +2013,7 @@ void JsonEncoder::Impl::append_children(std::string& out, capnp::List<schema::Fi
         json::append_string(out, entry.key);
         out.push_back(':');
         if (entry.field >= 0) {
-            append_value(out, fields[static_cast<unsigned>(entry.field)].getValue());
+            append_value(out, fields[static_cast<size_t>(entry.field)]);
         } else {
             bool first_inner = true;
             out.push_back('{');
@@ -1422,10 +2065,15 @@ wire::Next JsonLineSource::next(wire::Wait wait, wire::Frame& frame) {
 // ---- JsonSink ----------------------------------------------------------------------------
 
 JsonSink::JsonSink(int fd, TimeFormat time_format, wire::FrameLimits limits)
-    : m_output(fd), m_encoder(time_format), m_opener(limits) {}
+    : m_output(fd), m_encoder(time_format), m_opener(limits), m_max_frame_bytes(limits.max_frame_bytes) {}
 
 void JsonSink::write(const wire::Frame& frame) {
     m_line.clear();
+    // Frames within the limit, so that the opener's traversal limit could not refuse one.
+    if (frame.byte_count() <= m_max_frame_bytes && m_encoder.encode_frame(frame, m_line)) {
+        m_output.append(m_line);
+        return;
+    }
     if (auto reason = m_opener.open(frame)) {
         ++m_rejected;
         m_last_error = std::move(*reason);

@@ -51,11 +51,18 @@ enum class Strict { no, yes };
 // lets the parser read it in place (LineReader's lines are); otherwise it is copied first.
 enum class Padding { absent, present };
 
+// How a JsonDecoder reads and writes. `fast`: a plain object of scalars (and nested
+// objects) without escapes is read by a scanner of its own and its frame written directly;
+// everything else goes the reference way. `reference`: simdjson reads every line and Cap'n
+// Proto's builder writes every frame. Both give the same bytes and the same refusals; the
+// reference exists for tests and the fuzzer to check the fast one against.
+enum class DecodePath { fast, reference };
+
 // One JSON object -> one frame. Reuses its parser and builder: after the first few lines a
 // decode allocates nothing. Not thread-safe; one per thread.
 class JsonDecoder {
 public:
-    JsonDecoder();
+    explicit JsonDecoder(DecodePath path = DecodePath::fast);
     ~JsonDecoder();
     JsonDecoder(const JsonDecoder&) = delete;
     JsonDecoder& operator=(const JsonDecoder&) = delete;
@@ -84,6 +91,12 @@ public:
     // UTF-8 is written as {"base64":...}, NaN and infinities as null, and a json field that is not
     // valid JSON as a string.
     void encode(schema::Message::Reader message, std::string& out);
+
+    // The same for a frame in the layout mh writers give (one segment, today's schema, no
+    // pointer out of place), read straight from its words: cheaper than a FrameOpener and
+    // Cap'n Proto's reader, and the same line. False, with nothing written, for any other
+    // frame: open it and use encode(), which reads (or refuses) it as Cap'n Proto does.
+    bool encode_frame(const wire::Frame& frame, std::string& out);
 
 private:
     struct Impl;
@@ -133,6 +146,7 @@ private:
     wire::FdOutput m_output;
     JsonEncoder m_encoder;
     wire::FrameOpener m_opener;
+    size_t m_max_frame_bytes;
     std::string m_line;
     std::string m_last_error;
     uint64_t m_rejected = 0;

@@ -315,7 +315,7 @@ void PacketReader::feed(std::string_view bytes) {
     // Drop what was handed out; keep a small buffer when idle, not the largest packet's.
     if (m_start == m_buffer.size()) {
         m_buffer.clear();
-        if (m_buffer.capacity() > 16 * 1024) m_buffer.shrink_to_fit();
+        if (m_buffer.capacity() > k_idle_buffer_bytes) m_buffer.shrink_to_fit();
     } else if (m_start > 0) {
         m_buffer.erase(0, m_start);
     }
@@ -325,6 +325,13 @@ void PacketReader::feed(std::string_view bytes) {
 
 ReadStatus PacketReader::next(Packet& packet) {
     if (m_error) return ReadStatus::error;
+    if (m_start > 0 && m_start == m_buffer.size()) {
+        // All handed out: an idle connection keeps a small buffer, not its largest read.
+        m_buffer.clear();
+        m_start = 0;
+        if (m_buffer.capacity() > k_idle_buffer_bytes) m_buffer.shrink_to_fit();
+        return ReadStatus::need_more;
+    }
     std::string_view available(m_buffer.data() + m_start, m_buffer.size() - m_start);
     HeaderScan header = scan_header(available, m_max_packet_bytes);
     if (header.status == HeaderScan::incomplete) return ReadStatus::need_more;

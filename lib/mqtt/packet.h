@@ -30,6 +30,9 @@ constexpr uint8_t k_protocol_level_5 = 5;
 constexpr size_t k_max_remaining_length = 268'435'455;   // four 7-bit groups
 constexpr size_t k_max_fixed_header_bytes = 5;           // type byte + up to 4 length bytes
 constexpr size_t k_default_max_packet_bytes = 256 * 1024;  // whole packet, header included
+// Capacity an empty reader (or a session's drained output) keeps; more is given back, so
+// that an idle connection holds a few KiB whatever its busiest moment was.
+constexpr size_t k_idle_buffer_bytes = 4 * 1024;
 
 enum class PacketType : uint8_t {
     connect = 1,
@@ -186,7 +189,7 @@ std::optional<ParseError> decode_packet(std::string_view bytes, const HeaderScan
                                         Packet& packet);
 
 enum class ReadStatus {
-    packet,     // `packet` holds the next packet, its views valid until the next feed()
+    packet,     // `packet` holds the next packet, its views valid until the next feed() or next()
     need_more,  // no whole packet buffered: feed more bytes
     error,      // error() says why; the reader is stuck in this state
 };
@@ -197,7 +200,7 @@ class PacketReader {
 public:
     explicit PacketReader(size_t max_packet_bytes = k_default_max_packet_bytes);
 
-    // Appends received bytes. Views handed out by next() before this call become invalid.
+    // Appends received bytes (copied). Views handed out by next() become invalid.
     void feed(std::string_view bytes);
 
     ReadStatus next(Packet& packet);

@@ -23,6 +23,7 @@ const char* describe(CloseCause cause) {
         case CloseCause::over_quota: return "over quota";
         case CloseCause::too_many_pending: return "too many unacknowledged publishes";
         case CloseCause::server_close: return "closed by the server";
+        case CloseCause::taken_over: return "taken over by a newer connection";
     }
     return "closed";
 }
@@ -61,7 +62,7 @@ void ServerSession::consume_output(size_t bytes) {
     if (m_output_start == m_output.size()) {
         m_output.clear();
         m_output_start = 0;
-        if (m_output.capacity() > 64 * 1024) m_output.shrink_to_fit();
+        if (m_output.capacity() > k_idle_buffer_bytes) m_output.shrink_to_fit();
     } else if (m_output_start > 64 * 1024 && m_output_start > m_output.size() / 2) {
         m_output.erase(0, m_output_start);
         m_output_start = 0;
@@ -187,7 +188,10 @@ void ServerSession::handle_publish(const Publish& publish) {
         if (!pending) encode(m_output, Pubrec{publish.packet_id});
         return;
     }
-    if (publish.qos != QoS::at_most_once && m_pending_acks.size() >= m_options.max_pending_acks)
+    // Both bounded: a client that never acknowledges (or never releases QoS 2 messages)
+    // cannot grow them, nor the searches over them.
+    if (publish.qos != QoS::at_most_once && (m_pending_acks.size() >= m_options.max_pending_acks ||
+                                             awaiting.size() >= m_options.max_pending_acks))
         return fail(CloseCause::too_many_pending);
 
     PublishOutcome outcome = m_handler.on_publish(publish);

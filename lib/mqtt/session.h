@@ -13,6 +13,10 @@
 //   once session.closed() and output() is empty (flushed): close the socket.
 //   commands:     session.deliver("commands/gw-1", payload, mqtt::QoS::at_least_once, tag);
 //
+// output() grows while the client does not read (acknowledgements, PINGRESPs, commands):
+// stop reading the socket (calling receive()) while it is above a bound of the caller's, so
+// that a client which never reads cannot make the server buffer without limit.
+//
 // What it does:
 // - CONNECT must come first (anything else closes the connection), within
 //   options.connect_timeout, and no larger than options.max_connect_bytes. MQTT 5 and 3.1
@@ -59,7 +63,8 @@ struct SessionOptions {
     uint16_t max_inflight = 32;        // QoS 1 deliveries sent and not yet acknowledged
     size_t max_queued = 1000;          // deliveries waiting for room in the in-flight window
     size_t max_subscriptions = 64;     // filters per session; more are refused in the SUBACK
-    size_t max_pending_acks = 1024;    // publishes accepted but not yet acknowledged (deferred)
+    size_t max_pending_acks = 1024;    // deferred publishes not yet acknowledged, and QoS 2
+                                       // messages not yet released (PUBREL), each
     size_t max_client_id_bytes = 256;  // longer ids get CONNACK "identifier rejected"
 };
 
@@ -79,6 +84,7 @@ enum class CloseCause {
     over_quota,           // on_publish() said PublishOutcome::over_quota
     too_many_pending,     // more than max_pending_acks deferred publishes
     server_close,         // the caller's close()
+    taken_over,           // the caller's close() for a newer connection with the same client id
 };
 
 const char* describe(CloseCause cause);
@@ -91,8 +97,8 @@ struct Subscription {
 // What a persistent session keeps between connections (MQTT 3.1.1 section 4.1). The
 // caller keeps one per client id (std::make_shared<SessionState>()) and hands it back from
 // authenticate() when the client reconnects with clean_session = 0. Only one connection
-// may use a state at a time: close the older ServerSession (a takeover) before returning
-// the state for a new one. Not thread-safe, like the session.
+// may use a state at a time: close the older ServerSession (close(CloseCause::taken_over),
+// as [MQTT-3.1.4-2] asks) before returning the state for a new one. Not thread-safe, like the session.
 class SessionState {
 public:
     const std::vector<Subscription>& subscriptions() const { return m_subscriptions; }

@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <optional>
+#include <thread>
 
 namespace mh::store {
 
@@ -21,6 +23,8 @@ AppendMetrics::AppendMetrics(metrics::Registry& registry)
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr auto k_idle_poll = std::chrono::microseconds(200);       // looking again for input while a batch gathers
+constexpr auto k_max_group_time = std::chrono::milliseconds(250);  // the longest a batch gathers after a slow commit
 
 // Counts since the last publication, so that metrics cost one atomic add per commit.
 struct Unpublished {
@@ -37,6 +41,10 @@ public:
         wire::Frame frame;
         for (;;) {
             wire::Next next = m_source.next(wire::Wait::no, frame);
+            if (next == wire::Next::idle && hold_for_more()) {
+                std::this_thread::sleep_for(k_idle_poll);
+                continue;
+            }
             if (next == wire::Next::idle) {
                 commit();
                 next = m_source.next(wire::Wait::yes, frame);
@@ -58,6 +66,20 @@ public:
     }
 
 private:
+    // Group commit that grows with the cost of a commit: while a commit takes longer than
+    // --linger (an fsync on a slow disk, a batch touching many pages), a message waits
+    // that long for its commit anyway, so a batch may take as long to gather. Batches
+    // then grow until gathering one takes about as long as committing it, and the cost
+    // of each sync is shared by more messages. Barriers still commit at once.
+    std::chrono::nanoseconds linger() const {
+        return std::max(std::chrono::nanoseconds(m_options.linger_ns), m_commit_time);
+    }
+    // Input went idle: commit now, unless commits are slow and this batch is younger than one.
+    bool hold_for_more() const {
+        return !m_batch.empty() && m_commit_time > std::chrono::nanoseconds(m_options.linger_ns) &&
+               Clock::now() - m_batch_started < m_commit_time;
+    }
+
     void take(const wire::Frame& frame) {
         ++m_counts.frames;
         ++m_unpublished.frames;
@@ -72,7 +94,7 @@ private:
             if (m_batch.size() >= m_options.batch_messages || m_batch.bytes() >= k_max_batch_bytes) {
                 commit();
             } else if (m_batch.size() % k_linger_check_every == 0 &&
-                       Clock::now() - m_batch_started >= std::chrono::nanoseconds(m_options.linger_ns)) {
+                       Clock::now() - m_batch_started >= linger()) {
                 commit();  // a source that is never idle but slow to fill a batch
             }
         }
@@ -116,15 +138,9 @@ private:
     void commit() {
         if (!m_batch.empty()) {
             auto started = Clock::now();
-            CommitResult result;
-            try {
-                result = m_store.commit(m_batch);
-            } catch (const Error& e) {
-                throw Error(e.code(), fmt::format("stopped appending to '{}': {}; everything committed before is "
-                                                  "kept, the {} messages of the batch in progress were not stored",
-                                                  m_store.directory(), e.what(), m_batch.size()));
-            }
+            CommitResult result = commit_or_wait();
             auto elapsed = Clock::now() - started;
+            m_commit_time = std::min<std::chrono::nanoseconds>(elapsed, k_max_group_time);
             if (result.map_growths)
                 m_log.info("the store's map grew to {} MiB", m_store.map_bytes() >> 20);
             ++m_counts.commits;
@@ -143,6 +159,41 @@ private:
         if (m_options.dead_letter) m_options.dead_letter->flush();
         apply_retention();
         publish();
+    }
+
+    // Commits the batch. A full store either ends the append or, with wait_for_room_ns,
+    // holds the batch and the input (the writer upstream blocks) and tries again.
+    CommitResult commit_or_wait() {
+        auto stopped = [&] { return m_options.stop && m_options.stop->load(std::memory_order_relaxed); };
+        auto give_up = [&](const Error& e) {
+            return Error(e.code(), fmt::format("stopped appending to '{}': {}; everything committed before is "
+                                               "kept, the {} messages of the batch in progress were not stored",
+                                               m_store.directory(), e.what(), m_batch.size()));
+        };
+        std::optional<Clock::time_point> waiting_since;
+        for (;;) {
+            try {
+                CommitResult result = m_store.commit(m_batch);
+                if (waiting_since)
+                    m_log.info("there is room again: committed the held batch after {:.1f} s",
+                               std::chrono::duration<double>(Clock::now() - *waiting_since).count());
+                return result;
+            } catch (const StoreFull& e) {
+                auto now = Clock::now();
+                if (!waiting_since) {
+                    waiting_since = now;
+                    if (m_options.wait_for_room_ns > 0)
+                        m_log.error("{}; holding the input and trying again every {} s for up to {} s", e.what(),
+                                    k_full_retry_ns / 1'000'000'000, m_options.wait_for_room_ns / 1'000'000'000);
+                }
+                if (now - *waiting_since >= std::chrono::nanoseconds(m_options.wait_for_room_ns) || stopped())
+                    throw give_up(e);
+                auto until = now + std::chrono::nanoseconds(k_full_retry_ns);
+                while (Clock::now() < until && !stopped()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            } catch (const Error& e) {
+                throw give_up(e);
+            }
+        }
     }
 
     enum class Force { no, yes };
@@ -190,6 +241,7 @@ private:
     AppendMetrics* m_metrics;
     Batch m_batch;
     Clock::time_point m_batch_started;
+    std::chrono::nanoseconds m_commit_time{0};  // of the last commit, bounded
     Clock::time_point m_last_retain;
     bool m_retained_once = false;
     AppendCounts m_counts;

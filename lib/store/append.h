@@ -13,11 +13,12 @@
 
 namespace mh::store {
 
-constexpr size_t k_default_batch_messages = 4096;
+constexpr size_t k_default_batch_messages = 65536;  // a cap: --linger and idle input usually commit first
 constexpr int64_t k_default_linger_ns = 5'000'000;            // 5 ms
 constexpr size_t k_max_batch_bytes = size_t{64} << 20;        // a batch of large frames commits early
 constexpr uint64_t k_linger_check_every = 64;                 // frames between clock reads
 constexpr int64_t k_retain_interval_ns = 10'000'000'000;      // how often append applies --retain-age/--retain-size
+constexpr int64_t k_full_retry_ns = 1'000'000'000;             // how often a full store is tried again
 
 struct AppendOptions {
     size_t batch_messages = k_default_batch_messages;
@@ -28,6 +29,11 @@ struct AppendOptions {
     // Applied at the first commit, after a commit every k_retain_interval_ns, and at the
     // end, when either limit is set (now_ns is read from the wall clock each time).
     Retention retention;
+    // When the store is full (disk or --max-size): 0 ends the append at once (exit 74);
+    // otherwise the batch is held, no more input is read (back-pressure upstream), and the
+    // commit is tried again every k_full_retry_ns until it succeeds or this much time passed.
+    int64_t wait_for_room_ns = 0;
+    const StopFlag* stop = nullptr;  // a stop while waiting for room ends the wait
 };
 
 struct AppendCounts {

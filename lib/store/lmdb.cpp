@@ -129,4 +129,12 @@ size_t Cursor::duplicates() const {
 
 void Cursor::del() { check_rc(mdb_cursor_del(m_cursor, 0), "mdb_cursor_del"); }
 
+Txn::Put Cursor::put(Bytes key, Bytes value, unsigned flags) {
+    MDB_val k = to_val(key), v = to_val(value);
+    int rc = mdb_cursor_put(m_cursor, &k, &v, flags);
+    if (rc == MDB_KEYEXIST) return Txn::Put::exists;
+    check_rc(rc, "mdb_cursor_put");
+    return Txn::Put::stored;
+}
+
 }  // namespace mh::store

@@ -116,6 +116,9 @@ public:
     }
     size_t duplicates() const;  // values under the current key of a DUPSORT table
     void del();                 // the entry under the cursor
+    // Stores at the cursor (mdb_cursor_put): MDB_APPEND skips the search when the key sorts
+    // after every other; with MDB_NOOVERWRITE or MDB_APPEND a key not after the last is `exists`.
+    Txn::Put put(Bytes key, Bytes value, unsigned flags = 0);
 
 private:
     MDB_cursor* m_cursor = nullptr;

@@ -1,11 +1,16 @@
 #include "store/store.h"
 
+#include "expr/glob.h"
+#include "wire/frame_opener.h"
 #include "store/layout.h"
 
 #include <capnp/serialize.h>
 #include <fmt/format.h>
 #include <kj/exception.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -36,6 +41,14 @@ wire::Frame aligned_copy(Bytes value, std::vector<capnp::word>& buffer) {
     buffer.resize((value.size() + sizeof(capnp::word) - 1) / sizeof(capnp::word));
     if (!value.empty()) std::memcpy(buffer.data(), value.data(), value.size());
     return {buffer.data(), value.size() / sizeof(capnp::word)};
+}
+
+// The stored frame itself when LMDB placed it on a word boundary (frames are whole words,
+// so in pages of equal-sized frames they all are), else an aligned copy.
+wire::Frame aligned(Bytes value, std::vector<capnp::word>& buffer) {
+    if (reinterpret_cast<uintptr_t>(value.data()) % alignof(capnp::word) == 0 && value.size() % sizeof(capnp::word) == 0)
+        return {reinterpret_cast<const capnp::word*>(value.data()), value.size() / sizeof(capnp::word)};
+    return aligned_copy(value, buffer);
 }
 
 // Stored frames may be larger than today's --max-frame: a frame is read with limits of its own size.
@@ -82,15 +95,57 @@ bool path_exists(const std::string& path) {
     return ::stat(path.c_str(), &info) == 0;
 }
 
+// The last key of a table, the bound past which keys may be appended. A key of another
+// size (a damaged table) disables appending: every key then goes through the search.
+template <class Key>
+std::optional<Key> last_key(Cursor& cursor) {
+    MDB_val key{}, value{};
+    if (!cursor.move(MDB_LAST, key, value)) return std::nullopt;
+    Key last;
+    if (key.mv_size != sizeof(Key)) std::memset(&last, 0xff, sizeof(Key));
+    else std::memcpy(&last, key.mv_data, sizeof(Key));
+    return last;
+}
+
+// LMDB maps its lock file and writes reader slots through the mapping: on a full file
+// system (tmpfs, or any with sparse files) a page of it not yet backed by storage is a
+// SIGBUS, not an error. Backing the whole file first turns that into ENOSPC here.
+// Best effort for readers, who may not be allowed to write in the directory.
+constexpr off_t k_lock_file_bytes = 8192;  // what LMDB makes for its default 126 readers
+
+// The bytes free on the file system holding `path`, if it can be told.
+std::optional<uint64_t> free_bytes(const std::string& path) {
+    struct statvfs fs{};
+    if (::statvfs(path.c_str(), &fs) != 0) return std::nullopt;
+    return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+}
+
+void back_lock_file(const std::string& directory, bool writable) {
+    std::string path = directory + "/lock.mdb";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return;  // LMDB will say why it cannot open it
+    struct stat info{};
+    int rc = ::fstat(fd, &info) == 0 ? ::posix_fallocate(fd, 0, std::max<off_t>(info.st_size, k_lock_file_bytes)) : 0;
+    ::close(fd);
+    if (writable && (rc == ENOSPC || rc == EDQUOT))
+        throw StoreFull(StoreFull::Room::disk,
+                        fmt::format("the file system holding '{}' is full ({} bytes free): there is no room even "
+                                    "for its lock file; free space there",
+                                    directory, free_bytes(directory).value_or(0)));
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
 // Batch
 
 AddResult Batch::add(const wire::Frame& frame, const wire::FrameLimits& limits) {
-    if (auto reason = wire::check_frame(frame, limits)) return Refused{Refusal::garbled, *reason};
-    capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count), wire::reader_options(limits));
-    auto root = reader.getRoot<schema::Message>();
+    // Opened once: checked by the opener's walk (or Cap'n Proto's checked reader), every part
+    // judged by check_message, then read.
+    wire::FrameOpener opener(limits);
+    if (auto reason = opener.open(frame)) return Refused{Refusal::garbled, *reason};
+    auto root = opener.message();
+    if (auto reason = wire::check_message(root)) return Refused{Refusal::garbled, *reason};
     if (root.getControl().isBarrier()) return BarrierSeen{root.getControl().getBarrier().getNumber()};
 
     auto id = root.getId();
@@ -168,7 +223,16 @@ Store::Store(const std::string& directory, const StoreConfig& config) : m_direct
     env_config.sync = config.sync;
     env_config.map_bytes = writable ? std::max(std::min(config.initial_map_bytes, config.max_map_bytes), k_min_map_bytes)
                                     : 0;
-    m_env = std::make_unique<Env>(directory, env_config);
+    back_lock_file(directory, writable);
+    try {
+        m_env = std::make_unique<Env>(directory, env_config);
+    } catch (const LmdbError& e) {
+        auto free = free_bytes(directory);
+        if (writable && (e.rc() == ENOSPC || e.rc() == EDQUOT || (e.rc() == EIO && free.value_or(0) < k_disk_slack_bytes)))
+            throw StoreFull(StoreFull::Room::disk, fmt::format("the file system holding '{}' is full ({} bytes free; {}): "
+                                                               "free space there", directory, free.value_or(0), e.what()));
+        throw;
+    }
     m_map_bytes = m_env->info().me_mapsize;
 
     Txn txn(*m_env, writable ? Txn::Kind::write : Txn::Kind::read);
@@ -201,15 +265,29 @@ void Store::follow_resize() {
     m_map_bytes = m_env->info().me_mapsize;
 }
 
-void Store::grow_map(const char* why) {
+void Store::grow_map() {
     std::unique_lock held(m_map_mutex);
     size_t current = m_env->info().me_mapsize;
     if (current >= m_config.max_map_bytes)
-        throw Error(ExitCode::io, fmt::format("the store '{}' is full: {} bytes, its limit ({})", m_directory,
-                                              current, why));
+        throw StoreFull(StoreFull::Room::map,
+                        fmt::format("the store '{}' is full: its map reached the limit of {} bytes (--max-size); "
+                                    "raise --max-size, or keep less with --retain-size or --retain-age",
+                                    m_directory, current));
     size_t next = std::min(current * 2, m_config.max_map_bytes);
     m_env->set_map_bytes(next);
     m_map_bytes = m_env->info().me_mapsize;
+}
+
+// When a failed write means the file system is full, the bytes still free there. LMDB
+// reports a short write (the disk filled in the middle of one) as EIO, so EIO counts as
+// full when there is not room for the batch twice over and some pages to spare.
+std::optional<uint64_t> Store::disk_full(int rc, size_t batch_bytes) const {
+    if (rc != ENOSPC && rc != EDQUOT && rc != EIO && rc != EFBIG) return std::nullopt;
+    auto known = free_bytes(m_directory);
+    if (!known) return rc == EIO ? std::nullopt : std::optional<uint64_t>(0);
+    uint64_t free = *known;
+    if (rc == EIO && free >= 2 * batch_bytes + k_disk_slack_bytes) return std::nullopt;
+    return free;
 }
 
 CommitResult Store::commit(const Batch& batch) {
@@ -219,17 +297,60 @@ CommitResult Store::commit(const Batch& batch) {
         try {
             std::shared_lock held(m_map_mutex);
             Txn txn(*m_env, Txn::Kind::write);
-            for (const auto& entry : batch.entries()) {
-                Bytes frame = batch.frame_bytes(entry);
-                if (txn.put(m_tables.messages, bytes_of(entry.id), frame, MDB_NOOVERWRITE) == Txn::Put::exists) {
-                    ++result.duplicates;
-                    continue;
+            m_source_entries.clear();
+            {  // cursors close before the commit, as LMDB wants for write cursors
+                Cursor messages(txn, m_tables.messages), times(txn, m_tables.by_time);
+                // Ids and event times mostly arrive in order: a key after the last stored one
+                // is appended (MDB_APPEND: no search, and full pages rather than split ones).
+                auto last_id = last_key<MessageId>(messages);
+                auto last_time = last_key<TimeKey>(times);
+                for (const auto& entry : batch.entries()) {
+                    Bytes frame = batch.frame_bytes(entry);
+                    bool id_after = !last_id || std::memcmp(entry.id.data(), last_id->data(), k_id_bytes) > 0;
+                    if (messages.put(bytes_of(entry.id), frame, id_after ? MDB_APPEND : MDB_NOOVERWRITE) ==
+                        Txn::Put::exists) {
+                        ++result.duplicates;
+                        continue;
+                    }
+                    if (id_after) last_id = entry.id;
+                    TimeKey key = time_key(entry.time_ns, entry.id);
+                    bool time_after = !last_time || std::memcmp(key.data(), last_time->data(), key.size()) > 0;
+                    times.put(bytes_of(key), {}, time_after ? MDB_APPEND : 0);
+                    if (time_after) last_time = key;
+                    m_source_entries.push_back({source_key(batch.source(entry)), key});
+                    ++result.stored;
+                    result.bytes += frame.size();
                 }
-                TimeKey key = time_key(entry.time_ns, entry.id);
-                txn.put(m_tables.by_time, bytes_of(key), {});
-                txn.put(m_tables.by_source, as_bytes(source_key(batch.source(entry))), bytes_of(key));
-                ++result.stored;
-                result.bytes += frame.size();
+                // The source index in (source, time) order: each put finds its page next to
+                // the previous one's instead of descending the tree at random. Sources are
+                // ranked through a hash table and the entries counting-sorted by rank, which
+                // keeps each source's entries in arrival (mostly time) order: far fewer
+                // string comparisons than sorting the pairs.
+                SourceOrder& order = m_source_order;
+                order.rank.clear();
+                order.names.clear();
+                order.entry_rank.clear();
+                for (const auto& [source, key] : m_source_entries) {
+                    auto [at, added] = order.rank.try_emplace(source, static_cast<uint32_t>(order.names.size()));
+                    if (added) order.names.push_back(source);
+                    order.entry_rank.push_back(at->second);
+                }
+                order.by_name.resize(order.names.size());
+                order.position.resize(order.names.size());
+                for (uint32_t i = 0; i < order.by_name.size(); ++i) order.by_name[i] = i;
+                std::sort(order.by_name.begin(), order.by_name.end(),
+                          [&](uint32_t a, uint32_t b) { return order.names[a] < order.names[b]; });
+                order.start.assign(order.names.size() + 1, 0);
+                for (uint32_t position = 0; position < order.by_name.size(); ++position)
+                    order.position[order.by_name[position]] = position;
+                for (uint32_t rank : order.entry_rank) ++order.start[order.position[rank] + 1];
+                for (size_t i = 1; i < order.start.size(); ++i) order.start[i] += order.start[i - 1];
+                order.sorted.resize(m_source_entries.size());
+                for (size_t i = 0; i < m_source_entries.size(); ++i)
+                    order.sorted[order.start[order.position[order.entry_rank[i]]]++] = static_cast<uint32_t>(i);
+                Cursor sources(txn, m_tables.by_source);
+                for (uint32_t i : order.sorted)
+                    sources.put(as_bytes(m_source_entries[i].first), bytes_of(m_source_entries[i].second));
             }
             if (result.stored) {
                 uint64_t total = read_u64(txn.get(m_tables.meta, as_bytes(k_bytes_key))) + result.bytes;
@@ -240,10 +361,15 @@ CommitResult Store::commit(const Batch& batch) {
         } catch (const LmdbError& e) {
             // The transaction was aborted as it unwound: nothing of this batch is stored.
             if (e.rc() == MDB_MAP_FULL) {
-                grow_map("raise --max-size, or free disk space");
+                grow_map();
                 ++result.map_growths;
             } else if (e.rc() == MDB_MAP_RESIZED) {
                 follow_resize();
+            } else if (auto free = disk_full(e.rc(), batch.bytes())) {
+                throw StoreFull(StoreFull::Room::disk,
+                                fmt::format("the file system holding '{}' is full ({} bytes free; {}): free space "
+                                            "there, or keep less with --retain-size or --retain-age",
+                                            m_directory, *free, e.what()));
             } else {
                 throw;
             }
@@ -262,14 +388,19 @@ QueryResult Store::query(const Query& query, wire::FrameSink& sink) {
     const bool bounded = query.to_ns != std::numeric_limits<int64_t>::max();
 
     // Sends the message `id` on when it passes `where`; false once the query is done.
+    // One cursor for the lookups: ids in time order are mostly in id order too, and LMDB
+    // finds a key on the cursor's current page without descending from the root.
+    Cursor messages(txn, m_tables.messages);
     auto visit = [&](const std::byte* id) {
         ++result.entries_read;
-        auto value = txn.get(m_tables.messages, {id, k_id_bytes});
+        MDB_val id_val = to_val({id, k_id_bytes}), frame_val{};
+        std::optional<Bytes> value;
+        if (messages.move(MDB_SET_KEY, id_val, frame_val)) value = to_bytes(frame_val);
         if (!value)
             throw Error(ExitCode::data, fmt::format("the index names message {}, which is not stored: "
                                                     "run mh-store check",
                                                     id_text(id_span(id))));
-        wire::Frame frame = aligned_copy(*value, buffer);
+        wire::Frame frame = aligned(*value, buffer);
         if (query.where) {
             try {
                 capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count),
@@ -334,7 +465,7 @@ ScanResult Store::scan_ids(const std::optional<MessageId>& after, uint64_t limit
     }
     for (; more && result.count < limit; more = cursor.move(MDB_NEXT, key, value)) {
         Bytes frame_bytes(static_cast<const std::byte*>(value.mv_data), value.mv_size);
-        each(aligned_copy(frame_bytes, buffer));
+        each(aligned(frame_bytes, buffer));
         MessageId id;
         std::memcpy(id.data(), key.mv_data, std::min(key.mv_size, id.size()));
         result.last = id;
@@ -351,6 +482,62 @@ std::optional<MessageId> Store::last_id() {
     MessageId id;
     std::memcpy(id.data(), key.mv_data, std::min(key.mv_size, id.size()));
     return id;
+}
+
+std::vector<std::string> Store::sources_matching(std::string_view pattern) {
+    Snapshot snapshot(*this);
+    Cursor cursor(snapshot.txn(), m_tables.by_source);
+    std::vector<std::string> sources;
+    size_t literal = pattern.find_first_of("*?[\\");
+    MDB_val key{}, value{};
+    if (literal == std::string_view::npos) {
+        key = to_val(as_bytes(source_key(pattern)));
+        if (cursor.move(MDB_SET, key, value)) sources.emplace_back(pattern);
+        return sources;
+    }
+    std::string_view prefix = pattern.substr(0, literal);
+    bool more;
+    if (prefix.empty()) {
+        more = cursor.move(MDB_FIRST, key, value);
+    } else {
+        key = to_val(as_bytes(prefix));
+        more = cursor.move(MDB_SET_RANGE, key, value);
+    }
+    for (; more; more = cursor.move(MDB_NEXT_NODUP, key, value)) {
+        std::string_view name = source_from_key({static_cast<const char*>(key.mv_data), key.mv_size});
+        if (!name.starts_with(prefix)) break;  // keys are in byte order: past the prefix, done
+        if (expr::glob_match(pattern, name)) sources.emplace_back(name);
+    }
+    return sources;
+}
+
+std::optional<Store::TimeRange> Store::source_time_range(std::string_view source, int64_t from_ns, int64_t to_ns) {
+    Snapshot snapshot(*this);
+    Cursor cursor(snapshot.txn(), m_tables.by_source);
+    auto time_of = [](const MDB_val& value) {
+        return value.mv_size == k_time_key_bytes ? decode_time(static_cast<const std::byte*>(value.mv_data))
+                                                 : std::numeric_limits<int64_t>::min();
+    };
+    Bytes name = as_bytes(source_key(source));
+    TimeKey from = time_key(from_ns, {});
+    MDB_val key = to_val(name), value = to_val(bytes_of(from));
+    if (!cursor.move(MDB_GET_BOTH_RANGE, key, value)) return std::nullopt;
+    int64_t first = time_of(value);
+    if (first >= to_ns) return std::nullopt;
+
+    // The last entry before `to`: the one before the first at or after it, or the source's last.
+    TimeKey to = time_key(to_ns, {});
+    key = to_val(name);
+    value = to_val(bytes_of(to));
+    bool found;
+    if (to_ns != std::numeric_limits<int64_t>::max() && cursor.move(MDB_GET_BOTH_RANGE, key, value)) {
+        found = cursor.move(MDB_PREV_DUP, key, value);
+    } else {
+        key = to_val(name);
+        found = cursor.move(MDB_SET, key, value) && cursor.move(MDB_LAST_DUP, key, value);
+    }
+    if (!found) return std::nullopt;
+    return TimeRange{first, time_of(value)};
 }
 
 RetainResult Store::retain(const Retention& retention) {
@@ -402,6 +589,11 @@ RetainResult Store::retain(const Retention& retention) {
         }
     }
     return result;
+}
+
+uint64_t Store::message_count() {
+    Snapshot snapshot(*this);
+    return snapshot.txn().stat(m_tables.messages).ms_entries;
 }
 
 Stats Store::stat(size_t top_sources) {

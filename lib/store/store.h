@@ -8,6 +8,7 @@
 #include "core/stop.h"
 #include "expr/expr.h"
 #include "message/id.h"
+#include "store/layout.h"
 #include "store/lmdb.h"
 #include "wire/frame.h"
 #include "wire/stream.h"
@@ -21,6 +22,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -29,6 +31,8 @@ namespace mh::store {
 constexpr size_t k_initial_map_bytes = size_t{64} << 20;  // grows by doubling as needed
 constexpr size_t k_max_map_bytes = size_t{1} << 40;       // 1 TiB of address space
 constexpr size_t k_min_map_bytes = size_t{64} << 10;
+// Free space below which a failed write (EIO: LMDB's word for a short write) means a full disk.
+constexpr size_t k_disk_slack_bytes = size_t{4} << 20;
 
 enum class Create { no, yes };
 
@@ -38,6 +42,19 @@ struct StoreConfig {
     Create create = Create::no;  // read_write only: make the directory and tables if missing
     size_t initial_map_bytes = k_initial_map_bytes;
     size_t max_map_bytes = k_max_map_bytes;  // growing past this is a full store (exit 74)
+};
+
+// A commit failed for want of room: the map reached --max-size (Room::map), or the file
+// system holding the store is full (Room::disk). Nothing of the batch was stored; it may
+// be committed again once there is room.
+class StoreFull : public Error {
+public:
+    enum class Room { map, disk };
+    StoreFull(Room room, const std::string& what) : Error(ExitCode::io, what), m_room(room) {}
+    Room room() const { return m_room; }
+
+private:
+    Room m_room;
 };
 
 // Why a frame was not taken into a batch.
@@ -160,7 +177,8 @@ public:
 
     // One transaction for the whole batch; duplicates are skipped. When the map is full it
     // grows (doubling, up to max_map_bytes) and the batch is tried again. A full disk or
-    // store throws LmdbError/Error(io) and leaves the store as the last commit left it.
+    // store throws StoreFull and leaves the store as the last commit left it. Other
+    // failures throw LmdbError.
     CommitResult commit(const Batch& batch);
 
     // Frames in event-time order (within the source for a source query) go to `sink`.
@@ -173,11 +191,24 @@ public:
                         const std::function<void(const wire::Frame&)>& each);
     std::optional<MessageId> last_id();
 
+    // The stored sources that `pattern` names: itself when it has no glob characters
+    // (* ? [ \) and is stored, otherwise those it matches, in byte order. Reads the source
+    // index's keys only, from the pattern's literal prefix on.
+    std::vector<std::string> sources_matching(std::string_view pattern);
+
+    // The event times of the first and last message of `source` in [from_ns, to_ns), from
+    // the source index (two cursor positionings); nullopt when it has none there.
+    struct TimeRange {
+        int64_t first_ns, last_ns;
+    };
+    std::optional<TimeRange> source_time_range(std::string_view source, int64_t from_ns, int64_t to_ns);
+
     // Deletes the oldest messages (by event time) with their index entries until the
     // retention holds, in transactions of a bounded size so readers and appenders go on.
     RetainResult retain(const Retention& retention);
 
     Stats stat(size_t top_sources = 10);
+    uint64_t message_count();  // from the table's own count: no scan
     CheckReport check(size_t max_details = 20);
 
     Env& env() { return *m_env; }
@@ -191,7 +222,8 @@ public:
 
 private:
     class Snapshot;
-    void grow_map(const char* why);
+    void grow_map();
+    std::optional<uint64_t> disk_full(int rc, size_t batch_bytes) const;
     void follow_resize();
 
     std::string m_directory;
@@ -202,6 +234,13 @@ private:
     // Read transactions of this process hold it shared; changing the map size (which LMDB
     // allows only with no transaction active in the process) holds it exclusively.
     std::shared_mutex m_map_mutex;
+    std::vector<std::pair<std::string_view, TimeKey>> m_source_entries;  // commit's scratch
+    struct SourceOrder {  // commit's scratch for ordering the source index's writes
+        std::unordered_map<std::string_view, uint32_t> rank;
+        std::vector<std::string_view> names;
+        std::vector<uint32_t> entry_rank, by_name, position, start, sorted;
+    };
+    SourceOrder m_source_order;
 };
 
 }  // namespace mh::store

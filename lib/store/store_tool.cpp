@@ -4,6 +4,8 @@
 #include "json/json_codec.h"
 #include "message/time.h"
 #include "store/append.h"
+#include "store/plot.h"
+#include "store/progress.h"
 #include "store/store.h"
 #include "text/text_sink.h"
 #include "wire/fd_output.h"
@@ -91,6 +93,11 @@ std::unique_ptr<wire::FrameSink> open_sink(const QueryCommand& command, const st
     return context.open_frame_sink(spec);
 }
 
+ProgressMode progress_mode(bool on, bool off) {
+    if (on && off) usage("--progress and --no-progress: give one of them");
+    return on ? ProgressMode::on : off ? ProgressMode::off : ProgressMode::automatic;
+}
+
 std::string time_text(const std::optional<int64_t>& time_ns) {
     return time_ns ? format_rfc3339(*time_ns) : std::string("-");
 }
@@ -116,6 +123,12 @@ int run_append(const AppendCommand& command, cli::ToolContext& context) {
     options.linger_ns = *linger;
     options.limits = context.limits();
     options.retention = parse_retention(command.retain_age, "--retain-age", command.retain_size, "--retain-size");
+    if (!command.wait_for_room.empty()) {
+        auto wait = parse_duration_ns(command.wait_for_room);
+        if (!wait) usage(fmt::format("--wait-for-room '{}': expected a duration such as 10m", command.wait_for_room));
+        options.wait_for_room_ns = *wait;
+    }
+    options.stop = &context.stop();
 
     // Options first, then the input, then the store: a bad spec fails before anything is created.
     auto source = context.open_frame_source(context.options().in);
@@ -170,8 +183,18 @@ int run_query(const QueryCommand& command, cli::ToolContext& context) {
     for (const auto& spec : outputs) sinks.push_back(open_sink(command, spec, context));
     TeeSink sink(std::move(sinks));
 
-    QueryResult result = store.query(query, sink);
+    // How many there are is known without counting only when the query takes everything.
+    std::optional<uint64_t> total;
+    ProgressMode mode = progress_mode(command.progress, command.no_progress);
+    if (!query.where && !query.source && command.from.empty() && command.to.empty()) {
+        total = store.message_count();
+        if (query.limit) total = std::min(*total, query.limit);
+    }
+    Progress progress("query", mode, STDERR_FILENO, total);
+    ProgressSink counted(sink, progress);
+    QueryResult result = store.query(query, progress.enabled() ? static_cast<wire::FrameSink&>(counted) : sink);
     sink.flush();
+    progress.finish();
     context.log().debug("query read {} index entries and wrote {} messages", result.entries_read, result.matched);
     return 0;
 }
@@ -256,6 +279,9 @@ int run_tail(const TailCommand& command, cli::ToolContext& context) {
         context.log().debug("following from {}",
                             after ? "after " + std::string(text, format_id(*after, text)) : std::string("the first message"));
     }
+    std::optional<uint64_t> total;
+    if (!command.follow && !from) total = store.message_count();
+    Progress progress("tail", progress_mode(command.progress, command.no_progress), STDERR_FILENO, total);
     const StopFlag& stop = context.stop();
     Pacer pacer(command.speed);
     uint64_t written = 0;
@@ -268,6 +294,7 @@ int run_tail(const TailCommand& command, cli::ToolContext& context) {
             }
             sink.write(frame);
             ++written;
+            progress.add();
         });
         if (scan.last) after = scan.last;
         sink.flush();
@@ -276,6 +303,7 @@ int run_tail(const TailCommand& command, cli::ToolContext& context) {
         if (!command.follow) break;
         if (!sleep_until(std::chrono::steady_clock::now() + k_follow_poll, stop)) break;
     }
+    progress.finish();
     if (stop.load()) context.log().info("stopped after {} messages", written);
     return 0;
 }
@@ -349,6 +377,44 @@ int run_check(const CheckCommand& command, cli::ToolContext& context) {
     if (report.sound()) return 0;
     context.log().error("'{}' has {} problems in {} messages", command.db, report.problems, report.messages);
     return static_cast<int>(ExitCode::data);
+}
+
+}  // namespace mh::store
+
+namespace mh::store {
+
+int run_plot(const PlotCommand& command, cli::ToolContext& context) {
+    PlotSpec spec;
+    spec.sources = command.sources;
+    spec.fields = command.fields;
+    spec.units = command.units;
+    spec.width = command.width;
+    spec.height = command.height;
+    spec.title = command.title;
+    spec.stop = &context.stop();
+    int64_t now = wall_clock_ns();
+    if (!command.from.empty()) {
+        auto from = parse_query_time(command.from, now);
+        if (!from) usage(fmt::format("--from '{}': expected RFC 3339, integer ns, now, or -DURATION", command.from));
+        spec.from_ns = *from;
+    }
+    if (!command.to.empty()) {
+        auto to = parse_query_time(command.to, now);
+        if (!to) usage(fmt::format("--to '{}': expected RFC 3339, integer ns, now, or -DURATION", command.to));
+        spec.to_ns = *to;
+    }
+    Store store(command.db, StoreConfig{});
+    PlotResult result = plot(store, spec);
+    for (const auto& pattern : result.unmatched) context.log().warn("--source '{}' names no stored source", pattern);
+    for (const auto& series : result.series)
+        if (!series.values) context.log().warn("{} has no numeric '{}' in the time range", series.source, series.field);
+    context.log().debug("plot read {} index entries for {} lines of {} points at most", result.entries_read,
+                        result.series.size(), 2 * result.plot_columns);
+    // Drawn in memory first: a failure leaves no half-written chart behind.
+    wire::FdOutput output(context.open_output_fd(command.output));
+    output.append(result.svg);
+    output.flush();
+    return 0;
 }
 
 }  // namespace mh::store

@@ -2,6 +2,7 @@
 //   append  frames from stdin or --in into the store, group committed
 //   query   frames (or JSON, CSV, text) out of it, by time, source and expression
 //   tail    history in the order it came, then what is appended (--follow), paced or not
+//   plot    an SVG chart of fields of sources over time
 //   stat    what is in it;   check   whether it is sound;   retain  drop the oldest
 #pragma once
 
@@ -17,13 +18,14 @@ namespace mh::store {
 
 struct AppendCommand {
     std::string db;
-    size_t batch = 4096;          // messages per commit at most
+    size_t batch = 65536;         // messages per commit at most
     std::string linger = "5ms";   // longest a message waits for its batch's commit
     std::string sync = "commit";  // commit: fsync per commit; none: the OS writes back
     std::string confirm;          // where committed barriers go (an output spec)
     std::string max_size;         // largest the store may grow (bytes, or 512M, 20G, ...)
     std::string retain_age;       // as it runs, delete what is older than this (30d)
     std::string retain_size;      // as it runs, delete the oldest beyond this many frame bytes
+    std::string wait_for_room;    // a full store: hold the input this long, trying again (default: stop at once)
 };
 
 struct QueryCommand {
@@ -35,6 +37,7 @@ struct QueryCommand {
     std::string format = "frames";  // frames, json, csv, text
     std::string time_format = "ns";
     std::vector<std::string> columns;
+    bool progress = false, no_progress = false;  // force progress on stderr on or off
 };
 
 struct StatCommand {
@@ -55,6 +58,18 @@ struct TailCommand {
     std::string format = "frames";
     std::string time_format = "ns";
     std::vector<std::string> columns;
+    bool progress = false, no_progress = false;
+};
+
+struct PlotCommand {
+    std::string db;
+    std::vector<std::string> sources;  // names or globs
+    std::vector<std::string> fields;
+    std::vector<std::string> units;
+    std::string from, to;
+    unsigned width = 960, height = 480;
+    std::string title;
+    std::string output = "-";  // the SVG file, - for stdout
 };
 
 struct RetainCommand {
@@ -69,6 +84,7 @@ int run_stat(const StatCommand& command, cli::ToolContext& context);
 int run_check(const CheckCommand& command, cli::ToolContext& context);
 int run_retain(const RetainCommand& command, cli::ToolContext& context);
 int run_tail(const TailCommand& command, cli::ToolContext& context);
+int run_plot(const PlotCommand& command, cli::ToolContext& context);
 
 // A time on the command line: what parse_time_arg takes (RFC 3339, integer ns, now), or a
 // duration relative to `now_ns` with its sign: "-1h" is an hour ago, "+5m" in five minutes.

@@ -1,6 +1,7 @@
 #include "wire/frame.h"
 
 #include "wire/frame_opener.h"
+#include "wire/message_view.h"
 
 #include <kj/exception.h>
 
@@ -77,9 +78,7 @@ std::optional<std::string> check_message(schema::Message::Reader root) {
 }
 
 std::optional<std::string> check_frame(const Frame& frame, const FrameLimits& limits) {
-    FrameOpener opener(limits);
-    if (auto reason = opener.open(frame)) return reason;
-    return check_message(opener.message());
+    return FrameOpener(limits).open_checked(frame);
 }
 
 void append_frame(capnp::MessageBuilder& message, std::vector<std::byte>& out) {

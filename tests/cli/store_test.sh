@@ -34,6 +34,28 @@ expect_eq "--limit" 3 "$(mh-store query --db D --limit 3 --format text | wc -l)"
 expect_eq "--from a relative time: nothing from 2026 is in the future" "" \
   "$(mh-store query --db D --from -1h --format json)"
 
+begin "progress on stderr: forced on, forced off, and off by default when stderr is no terminal"
+mh-store query --db D --format json --progress 2> progress.txt | (sleep 1; cat) > /dev/null
+expect_contains "the final line counts everything" "mh-store: query: 20000 messages of 20000 (100.0%)" \
+  "$(tail -n 1 progress.txt)"
+expect_contains "with a rate" "msgs/s" "$(tail -n 1 progress.txt)"
+expect_contains "and the time elapsed" "s elapsed" "$(tail -n 1 progress.txt)"
+# The reader above starts a second late: the export waits on the full pipe, then reports.
+[ "$(grep -c 'mh-store: query:' progress.txt)" -ge 2 ] && pass || fail "no report while it ran: $(cat progress.txt)"
+mh-store query --db D --source sensor-000004 --progress 2> progress.txt > /dev/null
+expect_contains "no total for a source query" "mh-store: query: 2000 messages," "$(cat progress.txt)"
+mh-store tail --db D --progress 2> progress.txt > /dev/null
+expect_contains "tail too" "mh-store: tail: 20000 messages of 20000" "$(cat progress.txt)"
+mh-store query --db D 2> progress.txt > /dev/null
+expect_eq "nothing when stderr is a file" "" "$(cat progress.txt)"
+if command -v script > /dev/null; then
+  script -qc "mh-store query --db D --no-progress > /dev/null" /dev/null > tty.txt
+  expect_eq "--no-progress on a terminal" "" "$(cat tty.txt)"
+  script -qc "mh-store query --db D > /dev/null" /dev/null > tty.txt
+  expect_contains "on by default on a terminal" "20000 messages of 20000" "$(cat tty.txt)"
+fi
+mh-store query --db D --progress --no-progress 2> err.txt; expect_eq "both" 64 "$?"
+
 begin "stat and check"
 expect_contains "message count" "messages   20000" "$(mh-store stat --db D)"
 expect_eq "stat --json" '20000 10 "2026-01-01T00:00:00Z"' \

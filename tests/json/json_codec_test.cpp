@@ -6,6 +6,7 @@
 #include <capnp/serialize.h>
 #include "support/support.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -299,6 +300,127 @@ TEST(JsonDecoder, ReusedDecoderGivesEveryLineItsOwnMessage) {
               "body: expected a string or {\"base64\": \"...\"}");
 }
 
+// The fast path (its own scanner, frames written directly) against the reference (simdjson
+// and Cap'n Proto's builder): the same frame bytes, or the same refusal, line for line.
+TEST(JsonDecoder, FastPathGivesTheReferenceBytesAndRefusals) {
+    std::vector<std::string> lines = {
+        R"({"id":"019b76da-a800-7000-9684-3b6e10e76dfa","time":1767225600000000000,"ingested":1767225600000000000,"source":"sensor-000001","gateway":"gw-01","kind":"telemetry","temperature":17.65,"humidity":60.9,"pressure":1012.72,"battery":91.8})",
+        R"({})", R"( { } )", "\t{\"a\" :\r\n1 }\t", R"({"":""})", R"({"a":""})",
+        R"({"a":true,"b":false,"c":null,"d":{},"e":{"f":{"g":1}},"e":{"h":2}})",
+        R"({"a":0,"b":-1,"c":9223372036854775807,"d":-9223372036854775807})",
+        R"({"a":-9223372036854775808,"b":9223372036854775808,"c":12345678901234567890123})",
+        R"({"a":-0,"b":-0.0,"c":0.0,"d":0e5,"e":-0e-5,"f":1E5,"g":1e+5,"h":2.5e-3})",
+        R"({"a":0.1,"b":1.7976931348623157e308,"c":5e-324,"d":1e-400,"e":1e400,"f":2.2250738585072014e-308})",
+        R"({"a":0.5555555555555555555555,"b":123456789012345.6,"c":1234567890123456.7})",
+        R"({"a":9007199254740993.0,"b":1e22,"c":1e23,"d":123e-22,"e":4.35,"f":0.000001})",
+        R"({"a":01})", R"({"a":1.})", R"({"a":.5})", R"({"a":+1})", R"({"a":1e})", R"({"a":-})",
+        R"({"a":1.5.3})", R"({"a":12a})", R"({"a":tru})", R"({"a":truex})", R"({"a":nul})",
+        R"({"a":1,})", R"({"a":1} x)", R"({"a":1}})", R"({"a" 1})", R"({a:1})", R"({"a":1)",
+        R"({"a":"x)", R"({"a)", "{", "", "[1]", "42", R"("s")", "null",
+        "{\"a\":\"tab\tinside\"}", "{\"a\":\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\"}",
+        "{\"\xC3\xA9\":1}", "{\"a\":\"\xFF\"}", "{\"a\":\"\xC3\"}", "{\"a\":\"\xED\xA0\x80\"}",
+        "{\"a\":1}\xC3\xA9", "{\"a\":\"x\\\"y\"}", R"({"a\u0041":1})",
+        R"({"id":null,"time":null,"ingested":null,"source":null,"gateway":null,"kind":null,"body":null})",
+        R"({"id":"0190A6B23C4D7E8F9A0B1C2D3E4F5A6B","time":"2026-11-26T15:20:44Z","ingested":-1})",
+        R"({"id":"nope"})", R"({"id":1})", R"({"time":1.5})", R"({"time":"x"})", R"({"time":true})",
+        R"({"time":-0})", R"({"time":9223372036854775808})", R"({"source":1})", R"({"kind":{}})",
+        R"({"body":"text"})", R"({"body":{"base64":"aGk="}})", R"({"body":[1]})",
+        R"({"$barrier":12,"time":1795706444000000000})", R"({"time":5,"$barrier":13})",
+        R"({"$barrier":0})", R"({"$barrier":-1})", R"({"$barrier":-0})", R"({"$barrier":1.0})",
+        R"({"$barrier":18446744073709551615})", R"({"$barrier":1,"a":1})",
+        R"({"$barrier":1,"source":null})", R"({"a":[1,2],"b":{"c":[]}})",
+        R"({"time":1,"time":2,"source":"a","source":"b","x":1,"x":"y"})",
+        R"({"source":"s","gateway":"g","kind":"k","x":"","body":"b"})",
+    };
+    // Depth: 32 levels in all are accepted, 33 are not.
+    for (size_t depth : {31, 32}) {
+        std::string line;
+        for (size_t i = 0; i < depth; ++i) line += "{\"k\":";
+        line += "{}";
+        for (size_t i = 0; i < depth; ++i) line += "}";
+        lines.push_back(line);
+    }
+    // Field counts around the limit, and a message too big for one 64 KiB segment.
+    for (size_t count : {16, 17, 1024, 1025}) {
+        std::string line = "{";
+        for (size_t i = 0; i < count; ++i)
+            line += (i ? ",\"f" : "\"f") + std::to_string(i % 700) + "\":" + std::to_string(i);
+        lines.push_back(line + "}");
+    }
+    lines.push_back(R"({"big":")" + std::string(70000, 'x') + R"(","n":1.5})");
+    lines.push_back(R"({"big":")" + std::string(65400, 'x') + R"(","n":"y"})");
+
+    JsonDecoder fast, reference(DecodePath::reference);
+    for (const auto& line : lines) {
+        for (auto padding : {Padding::absent, Padding::present}) {
+            std::string padded = line + std::string(wire::k_read_padding_bytes, '}');
+            std::string_view text(padded.data(), line.size());
+            std::vector<std::byte> fast_frame, reference_frame;
+            auto fast_reason = fast.decode(text, fast_frame, padding);
+            auto reference_reason = reference.decode(text, reference_frame, padding);
+            EXPECT_EQ(fast_reason, reference_reason) << line;
+            EXPECT_EQ(fast_frame, reference_frame) << line;
+        }
+    }
+}
+
+// encode_frame reads the frame's words itself: for frames laid out as mh writes them it
+// gives encode()'s line; for any other layout it declines and leaves the line alone.
+TEST(JsonEncoder, EncodeFrameGivesEncodesLineOrDeclines) {
+    auto via_reader = [](const std::vector<capnp::word>& words) {
+        capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()));
+        JsonEncoder encoder;
+        std::string line;
+        encoder.encode(reader.getRoot<schema::Message>(), line);
+        return line;
+    };
+    auto direct = [](const std::vector<capnp::word>& words, std::string& line) {
+        JsonEncoder encoder;
+        return encoder.encode_frame(wire::Frame{words.data(), words.size()}, line);
+    };
+    const char* lines[] = {
+        R"({"id":"019b76da-a800-7000-9684-3b6e10e76dfa","time":1767225600000000000,"source":"s","gateway":"g","kind":"k","t":17.65,"n":-3,"ok":true,"s":"x\ny","j":[1,{"a":null}],"e":{},"m":{"r":1},"body":"b"})",
+        R"({"$barrier":7,"time":5})", R"({})", R"({"body":{"base64":"/w=="},"x":""})",
+    };
+    for (const char* text : lines) {
+        std::vector<std::byte> bytes;
+        ASSERT_FALSE(JsonDecoder().decode(text, bytes)) << text;
+        std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
+        std::memcpy(words.data(), bytes.data(), bytes.size());
+        std::string line;
+        ASSERT_TRUE(direct(words, line)) << text;
+        EXPECT_EQ(line, via_reader(words)) << text;
+    }
+    // Built by Cap'n Proto in another order: still read directly, to the same line.
+    capnp::MallocMessageBuilder builder;
+    auto message = builder.initRoot<schema::Message>();
+    auto fields = message.initFields(2);
+    message.setKind("late");
+    fields[1].setName("b");
+    fields[1].getValue().setText("two");
+    fields[0].setName("a");
+    fields[0].getValue().setInt(1);
+    auto words = capnp::messageToFlatArray(builder);
+    std::vector<capnp::word> ordered(words.begin(), words.end());
+    std::string line;
+    ASSERT_TRUE(direct(ordered, line));
+    EXPECT_EQ(line, R"({"kind":"late","a":1,"b":"two"})" "\n");
+    EXPECT_EQ(line, via_reader(ordered));
+    // Declined: two segments; a text without its NUL.
+    capnp::MallocMessageBuilder small(1, capnp::AllocationStrategy::FIXED_SIZE);
+    small.initRoot<schema::Message>().setSource("a source long enough for a second segment");
+    auto two = capnp::messageToFlatArray(small);
+    line.clear();
+    EXPECT_FALSE(direct(std::vector<capnp::word>(two.begin(), two.end()), line));
+    EXPECT_TRUE(line.empty());
+    std::vector<capnp::word> broken = ordered;
+    auto* raw = reinterpret_cast<char*>(broken.data());
+    for (size_t i = 0; i + 5 <= broken.size() * 8; ++i)
+        if (std::memcmp(raw + i, "late", 5) == 0) raw[i + 4] = 'x';
+    EXPECT_FALSE(direct(broken, line));
+    EXPECT_TRUE(line.empty());
+}
+
 // ---- JSON -> message: refusals ------------------------------------------------------------
 
 TEST(JsonDecoder, RefusesWhatIsNotAnObject) {
@@ -447,6 +569,41 @@ TEST(JsonEncoder, FloatsAlwaysReadBackAsFloats) {
     EXPECT_EQ(with_float(1.0 / 3), R"({"x":0.3333333333333333})");  // shortest that reads back
     EXPECT_EQ(with_float(std::nan("")), R"({"x":null})");
     EXPECT_EQ(with_float(-INFINITY), R"({"x":null})");
+}
+
+// append_float writes common values itself: it must give fmt's shortest text, with ".0"
+// where that has no point, for every double, whatever path writes it.
+TEST(JsonEncoder, FloatsAreFmtsShortestTextWhicheverPathWritesThem) {
+    auto expected = [](double value) {
+        std::string text = fmt::format("{}", value);
+        if (text.find_first_of(".en") == std::string::npos) text += ".0";
+        return text;
+    };
+    std::vector<double> values = {0.0, -0.0, 1e-3, 9.99e-4, 1e15, 999999999999999.0,
+                                  1e15 - 0.5, 0.1 + 0.2, 17.65, 1012.72, 60.9, 91.8, -3.5,
+                                  123456789.12345678, 0.00123456789, 5e-324, 1e300, 4503599627370497.0};
+    uint64_t state = 12345;
+    auto next = [&] {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        return state >> 11;
+    };
+    for (int i = 0; i < 200000; ++i) {
+        // Decimals with few digits, as sensors send, read the way a parser reads them...
+        int fraction_digits = static_cast<int>(next() % 10);
+        uint64_t digits = next() % 10000000000000000ULL / (next() % 1000000000 + 1);
+        double value = std::stod(std::to_string(digits) + "e-" + std::to_string(fraction_digits));
+        values.push_back(i % 2 ? value : -value);
+        // ...and any bits at all.
+        uint64_t bits = next() << 11 | next() >> 42;
+        double any;
+        std::memcpy(&any, &bits, sizeof(any));
+        if (std::isfinite(any)) values.push_back(any);
+    }
+    for (double value : values) {
+        std::string text;
+        json::append_float(text, value);
+        ASSERT_EQ(text, expected(value)) << fmt::format("{:a}", value);
+    }
 }
 
 TEST(JsonEncoder, EscapesControlsKeepsUtf8AndReplacesInvalidBytes) {

@@ -165,3 +165,48 @@ TEST(Mosquitto, Mqtt5ClientIsRefused) {
     EXPECT_NE(pub.wait(k_deadline), 0);
     EXPECT_TRUE(gate.published.empty());
 }
+
+TEST(Mosquitto, PersistentSessionRetransmitsToARealClient) {
+    // A gate that keeps persistent states per client id, as the endpoint will.
+    class PersistentGate : public Gate {
+    public:
+        ConnectDecision authenticate(const ConnectRequest& request) override {
+            if (request.username != "gw-01" || request.password != "token-01")
+                return {ConnectCode::bad_username_or_password, {}};
+            if (!state) state = std::make_shared<SessionState>();
+            return {ConnectCode::accepted, state};
+        }
+        std::shared_ptr<SessionState> state;
+    };
+    PersistentGate gate;
+    // First connection: a gateway subscribes, is sent a command, and vanishes before its PUBACK.
+    {
+        ServerSession session(gate, {}, Clock::now());
+        std::string bytes;
+        Connect connect;
+        connect.client_id = "gw-01";
+        connect.clean_session = false;
+        connect.username = "gw-01";
+        connect.password = "token-01";
+        encode(bytes, connect);
+        encode(bytes, Subscribe{1, {{"commands/gw-01/#", QoS::at_least_once}}});
+        session.receive(bytes, Clock::now());
+        ASSERT_EQ(session.state(), ServerSession::State::connected);
+        EXPECT_EQ(session.deliver("commands/gw-01/valve", "close", QoS::at_least_once, 9), DeliverResult::sent);
+        session.peer_closed();
+    }
+    ASSERT_EQ(gate.state->inflight_count(), 1u);
+    // Second connection: mosquitto_sub resumes the session (-c) and gets the command again.
+    LoopbackListener listener;
+    ChildProcess sub(client("mosquitto_sub", listener.port(),
+                            {"-c", "-i", "gw-01", "-u", "gw-01", "-P", "token-01", "-q", "1", "-t",
+                             "commands/gw-01/#", "-C", "1", "-v"}));
+    Fd connection = listener.accept(k_deadline);
+    ASSERT_TRUE(connection) << sub.err();
+    ServerSession session(gate, {}, Clock::now());
+    serve(session, connection, sub);
+    EXPECT_EQ(sub.wait(k_deadline), 0) << sub.err();
+    EXPECT_EQ(sub.out(), "commands/gw-01/valve close\n");
+    EXPECT_EQ(gate.delivered, std::vector<uint64_t>{9});
+    EXPECT_EQ(gate.state->inflight_count(), 0u);
+}

@@ -332,6 +332,17 @@ TEST(Session, RefusedAndTooManyPending) {
             client.send(Publish{"telemetry/a", "1", QoS::at_least_once, false, false, id});
         EXPECT_EQ(client.session.close_cause(), CloseCause::too_many_pending);
     }
+    {
+        SessionOptions options;
+        options.max_pending_acks = 2;
+        Client client(gate, options);
+        client.connect();
+        gate.outcome = PublishOutcome::accepted;
+        for (uint16_t id = 1; id <= 3; ++id)  // QoS 2, never released
+            client.send(Publish{"telemetry/a", "1", QoS::exactly_once, false, false, id});
+        EXPECT_EQ(client.replies().size(), 2u);  // two PUBRECs, then the end
+        EXPECT_EQ(client.session.close_cause(), CloseCause::too_many_pending);
+    }
 }
 
 TEST(Session, Qos2IsPassedOnOnce) {
@@ -507,4 +518,21 @@ TEST(Session, OutputIsConsumedPiecewise) {
     EXPECT_EQ(client.session.output(), all.substr(1));
     client.session.consume_output(3);
     EXPECT_TRUE(client.session.output().empty());
+}
+
+TEST(Session, TakeoverByANewerConnection) {
+    Gate gate;
+    Client first(gate);
+    first.connect("gw-t", false);
+    first.send(Subscribe{1, {{"commands/gw/#", QoS::at_least_once}}});
+    first.replies();
+    // The caller sees a second CONNECT for the same client id: the older session goes first.
+    first.session.close(CloseCause::taken_over);
+    EXPECT_EQ(gate.disconnects.back(), CloseCause::taken_over);
+    EXPECT_STREQ(describe(CloseCause::taken_over), "taken over by a newer connection");
+    Client second(gate);
+    second.connect("gw-t", false);
+    EXPECT_TRUE(gate.session_present);
+    EXPECT_EQ(second.session.deliver("commands/gw/x", "1", QoS::at_least_once), DeliverResult::sent);
+    EXPECT_EQ(first.session.deliver("commands/gw/x", "1", QoS::at_least_once), DeliverResult::not_connected);
 }

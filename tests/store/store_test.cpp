@@ -289,6 +289,7 @@ TEST(Store, AFullStoreStopsWithAnIoErrorAndKeepsWhatWasCommitted) {
         Store store(dir.db(), config);
         AppendOptions options;
         options.batch_messages = 100;
+        options.linger_ns = int64_t{3600} * 1'000'000'000;  // only full batches, however loaded the machine
         try {
             append_all(store, frames, options);
             FAIL() << "20000 messages do not fit in 1 MiB";
@@ -464,4 +465,62 @@ TEST(Store, RetainDeletesTheOldestByAgeAndBySizeAndStaysSound) {
     EXPECT_TRUE(store.check().sound());
     // Nothing left to do: a second pass deletes nothing.
     EXPECT_EQ(store.retain({std::nullopt, limit, 0}).deleted, 0u);
+}
+
+TEST(Store, OutOfOrderIdsAndTimesAndDuplicatesInOneBatchAreStoredRight) {
+    // Appends take the MDB_APPEND path for keys after the last; everything else must still
+    // go through the search: older ids, earlier times, and the same id twice in a batch.
+    TempDir dir;
+    Store store(dir.db(), writable());
+    auto id = [](uint8_t n) {
+        MessageId id{};
+        id[0] = 0x01;
+        id[15] = n;
+        return id;
+    };
+    std::vector<OwnedFrame> first = {make_message(id(10), 1000, "b"), make_message(id(20), 2000, "a")};
+    std::vector<OwnedFrame> second = {make_message(id(30), 500, "a"),  make_message(id(5), 3000, "c"),
+                                      make_message(id(30), 500, "a"),  make_message(id(15), 1500, "b"),
+                                      make_message(id(40), 4000, "b"), make_message(id(20), 2000, "a")};
+    append_all(store, first);
+    AppendCounts counts = append_all(store, second);
+    EXPECT_EQ(counts.stored, 4u);
+    EXPECT_EQ(counts.duplicates, 2u);
+    EXPECT_TRUE(store.check().sound());
+    std::vector<int64_t> times;
+    for (const auto& frame : query_all(store)) times.push_back(frame.time());
+    EXPECT_EQ(times, (std::vector<int64_t>{500, 1000, 1500, 2000, 3000, 4000}));
+    Query by_b;
+    by_b.source = "b";
+    times.clear();
+    for (const auto& frame : query_all(store, by_b)) times.push_back(frame.time());
+    EXPECT_EQ(times, (std::vector<int64_t>{1000, 1500, 4000}));
+    std::vector<MessageId> ids;
+    store.scan_ids(std::nullopt, 100, [&](const wire::Frame& frame) {
+        capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count));
+        MessageId got;
+        std::memcpy(got.data(), reader.getRoot<schema::Message>().getId().begin(), got.size());
+        ids.push_back(got);
+    });
+    EXPECT_EQ(ids, (std::vector<MessageId>{id(5), id(10), id(15), id(20), id(30), id(40)}));
+}
+
+TEST(Store, AGarbledFrameIsRefusedAndTheRestIsStored) {
+    auto frames = generate(3);
+    // The root pointer (the word after the segment table) aimed far outside the segment.
+    std::vector<capnp::word> words = frames[1].words;
+    uint32_t far_offset = 0x0ffffff0u << 2;
+    std::memcpy(reinterpret_cast<std::byte*>(words.data()) + 8, &far_offset, sizeof(far_offset));
+    Batch batch;
+    EXPECT_TRUE(std::holds_alternative<Added>(batch.add(frames[0].frame(), {})));
+    auto refused = batch.add(wire::Frame{words.data(), words.size()}, {});
+    ASSERT_TRUE(std::holds_alternative<Refused>(refused));
+    EXPECT_EQ(std::get<Refused>(refused).reason, Refusal::garbled);
+    EXPECT_TRUE(std::holds_alternative<Added>(batch.add(frames[2].frame(), {})));
+    EXPECT_EQ(batch.size(), 2u);
+
+    TempDir dir;
+    Store store(dir.db(), writable());
+    EXPECT_EQ(store.commit(batch).stored, 2u);
+    EXPECT_TRUE(store.check().sound());
 }

@@ -51,6 +51,19 @@ int main(int argc, char** argv) {
     app.add_flag("--label-anomalies", options.label_anomalies,
                  "Add a text field 'anomaly' (spike, stuck, silent-end) to affected messages");
 
+    auto* connect = app.add_option("--connect", options.connect,
+                                   "Act as the gateways: send to an mh-endpoint's native listener, "
+                                   "tls://HOST:PORT (tcp://HOST:PORT if it runs --insecure-loopback)");
+    app.add_option("--token", options.tokens, "GATEWAY=TOKEN, repeatable: how a gateway logs in with --connect")
+        ->allow_extra_args(false)
+        ->needs(connect);
+    app.add_option("--tokens", options.tokens_file, "A file of 'GATEWAY TOKEN' lines, for --connect")->needs(connect);
+    app.add_option("--ca", options.ca_file, "CA certificate that signed the endpoint's (PEM), for --connect")
+        ->needs(connect);
+    app.add_option("--cert", options.cert_file, "Client certificate (PEM) that logs the gateway in, for --connect")
+        ->needs(connect);
+    app.add_option("--key", options.key_file, "Key of --cert (PEM)")->needs(connect);
+
     return mh::cli::run_main(app, options.common, argc, argv,
                              [&](mh::cli::ToolContext& context) { return mh::gen::run(options, context); });
 }

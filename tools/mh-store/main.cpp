@@ -1,4 +1,4 @@
-// mh-store: durable message history in LMDB. Subcommands append, query, tail, stat, check and retain;
+// mh-store: durable message history in LMDB. Subcommands append, query, tail, plot, stat, check and retain;
 // the work is in lib/store.
 #include "store/store_tool.h"
 
@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     store::CheckCommand check;
     store::RetainCommand retain;
     store::TailCommand tail;
+    store::PlotCommand plot;
 
     CLI::App app{"Durable message history in LMDB: append frames, query them by time, source and "
                  "expression, and look at the store",
@@ -52,6 +53,9 @@ int main(int argc, char** argv) {
                            "As it runs, delete messages whose event time is older than this (30d), as retain does");
     append_app->add_option("--retain-size", append.retain_size,
                            "As it runs, delete the oldest messages beyond this many frame bytes (K, M, G, T)");
+    append_app->add_option("--wait-for-room", append.wait_for_room,
+                           "When the disk or --max-size is full, hold the input this long, trying again every "
+                           "second (default: stop at once with exit 74)");
 
     auto* query_app = app.add_subcommand("query", "Write stored messages in event-time order");
     cli::add_common_options(*query_app, common, cli::Streams::out_only);
@@ -74,6 +78,8 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"ns", "rfc3339"}));
     query_app->add_option("--columns", query.columns, "CSV output columns (default: the first message's)")
         ->delimiter(',');
+    query_app->add_flag("--progress", query.progress, "Show progress on stderr even when it is not a terminal");
+    query_app->add_flag("--no-progress", query.no_progress, "No progress on stderr, even on a terminal");
 
     auto* tail_app = app.add_subcommand("tail", "Write stored messages in the order they came, then follow new ones");
     cli::add_common_options(*tail_app, common, cli::Streams::out_only);
@@ -92,6 +98,27 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"ns", "rfc3339"}));
     tail_app->add_option("--columns", tail.columns, "CSV output columns (default: the first message's)")
         ->delimiter(',');
+    tail_app->add_flag("--progress", tail.progress, "Show progress on stderr even when it is not a terminal");
+    tail_app->add_flag("--no-progress", tail.no_progress, "No progress on stderr, even on a terminal");
+
+    auto* plot_app = app.add_subcommand("plot", "Draw fields of sources over event time as an SVG line chart");
+    plot_app->add_option("--db", plot.db, "Store directory")->required();
+    plot_app->add_option("--source", plot.sources, "A source, or a glob of sources (repeatable)")->required();
+    plot_app->add_option("--field", plot.fields, "A numeric field to draw (repeatable)")->required();
+    plot_app->add_option("--from", plot.from, "Earliest event time (inclusive), as for query; default: the data's first");
+    plot_app->add_option("--to", plot.to, "Latest event time (exclusive), as for query; default: after the data's last");
+    plot_app->add_option("--unit", plot.units, "The unit of the values: one for every field, or one per --field");
+    plot_app->add_option("--width", plot.width, "Picture width in pixels")
+        ->capture_default_str()
+        ->check(CLI::Range(240u, 20000u));
+    plot_app->add_option("--height", plot.height, "Picture height in pixels")
+        ->capture_default_str()
+        ->check(CLI::Range(100u, 20000u));
+    plot_app->add_option("--title", plot.title, "The chart's title (default: its fields and sources)");
+    plot_app->add_option("-o,--output", plot.output, "The SVG file to write (- for stdout)")->capture_default_str();
+    plot_app->add_option("--log-level", common.log_level, "error, warn, info or debug")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"error", "warn", "warning", "info", "debug"}));
 
     auto* stat_app = app.add_subcommand("stat", "Show what the store holds");
     stat_app->add_option("--db", stat.db, "Store directory")->required();
@@ -125,6 +152,7 @@ int main(int argc, char** argv) {
         if (*stat_app) return store::run_stat(stat, context);
         if (*retain_app) return store::run_retain(retain, context);
         if (*tail_app) return store::run_tail(tail, context);
+        if (*plot_app) return store::run_plot(plot, context);
         return store::run_check(check, context);
     });
 }

@@ -1,0 +1,104 @@
+#include "endpoint/ingest.h"
+
+#include "wire/frame.h"
+
+#include <capnp/serialize.h>
+
+#include <cstring>
+
+namespace mh::endpoint {
+
+std::string_view verdict_reason(Verdict verdict) {
+    switch (verdict) {
+        case Verdict::accepted: return "accepted";
+        case Verdict::malformed: return reason::malformed;
+        case Verdict::source: return reason::source;
+        case Verdict::quota: return reason::quota;
+        case Verdict::oversized: return reason::oversized;
+    }
+    return "?";
+}
+
+IngestCounters::IngestCounters(metrics::Registry& registry)
+    : messages_in(registry.counter("mh_messages_in_total", "Messages received from gateways")),
+      bytes_in(registry.counter("mh_bytes_in_total", "Bytes of messages received from gateways")),
+      messages_out(registry.counter("mh_messages_out_total", "Messages accepted and written to the output")),
+      bytes_out(registry.counter("mh_bytes_out_total", "Frame bytes written to the output")) {}
+
+Ingest::Ingest(wire::FrameSink& sink, const Gatekeeper& gatekeeper, wire::FrameLimits limits,
+               metrics::Registry& registry, uint64_t seed)
+    : m_sink(sink), m_gatekeeper(&gatekeeper), m_limits(limits), m_counters(registry), m_ids(seed) {}
+
+bool Ingest::allowed(GatewayState& gateway, std::string_view source) {
+    auto it = gateway.may_publish.find(source);
+    if (it != gateway.may_publish.end()) return it->second;
+    bool ok = m_gatekeeper->may_publish(gateway.id, source);
+    if (gateway.may_publish.size() >= k_source_cache_entries) gateway.may_publish.clear();
+    gateway.may_publish.emplace(std::string(source), ok);
+    return ok;
+}
+
+Verdict Ingest::frame(GatewayState& gateway, const wire::Frame& frame, int64_t now_ns, Overrides overrides,
+                      bool checked) {
+    m_counters.messages_in.add();
+    m_counters.bytes_in.add(frame.byte_count());
+    if (frame.byte_count() > m_limits.max_frame_bytes) return Verdict::oversized;
+    if (!checked && wire::check_frame(frame, m_limits)) return Verdict::malformed;
+    capnp::FlatArrayMessageReader message(kj::arrayPtr(frame.words, frame.word_count),
+                                          wire::reader_options(m_limits));
+    auto in = message.getRoot<schema::Message>();
+    if (in.getControl().which() != schema::Message::Control::NONE) return Verdict::malformed;  // barriers are ours
+    std::string_view source = overrides.source.empty() ? std::string_view(in.getSource().cStr(), in.getSource().size())
+                                                       : overrides.source;
+    if (!allowed(gateway, source)) return Verdict::source;
+    if (!gateway.messages.take(1, now_ns)) return Verdict::quota;
+    if (!gateway.bytes.take(static_cast<double>(frame.byte_count()), now_ns)) return Verdict::quota;
+
+    auto out = m_builder.start();
+    MessageId id = m_ids.next(now_ns);
+    out.setId(kj::arrayPtr(id.data(), id.size()));
+    out.setTime(in.getTime() != 0 ? in.getTime() : now_ns);
+    out.setIngested(now_ns);
+    out.setSource(capnp::Text::Reader(source.data(), source.size()));
+    out.setGateway(capnp::Text::Reader(gateway.id.data(), gateway.id.size()));
+    if (overrides.kind.empty())
+        out.setKind(in.getKind());
+    else
+        out.setKind(capnp::Text::Reader(overrides.kind.data(), overrides.kind.size()));
+    if (in.hasFields()) out.setFields(in.getFields());
+    if (in.hasBody()) out.setBody(in.getBody());
+    m_out.clear();
+    wire::append_frame(m_builder.builder(), m_out);
+    wire::Frame stamped{reinterpret_cast<const capnp::word*>(m_out.data()), m_out.size() / sizeof(capnp::word)};
+    m_sink.write(stamped);
+    m_dirty = true;
+    m_counters.messages_out.add();
+    m_counters.bytes_out.add(stamped.byte_count());
+    return Verdict::accepted;
+}
+
+Verdict Ingest::json(GatewayState& gateway, std::string_view text, int64_t now_ns, Overrides overrides,
+                     std::string* error) {
+    if (text.size() > m_limits.max_frame_bytes) {
+        m_counters.messages_in.add();
+        return Verdict::oversized;
+    }
+    m_decoded.clear();
+    if (auto why = m_decoder.decode(text, m_decoded)) {
+        m_counters.messages_in.add();
+        if (error) *error = *why;
+        return Verdict::malformed;
+    }
+    // The decoder's vector is byte storage: operator new aligns it for words.
+    wire::Frame frame{reinterpret_cast<const capnp::word*>(m_decoded.data()), m_decoded.size() / sizeof(capnp::word)};
+    return this->frame(gateway, frame, now_ns, overrides, true);
+}
+
+bool Ingest::flush() {
+    if (!m_dirty) return false;
+    m_sink.flush();
+    m_dirty = false;
+    return true;
+}
+
+}  // namespace mh::endpoint

@@ -1,0 +1,107 @@
+// The one path every accepted message takes, whatever protocol brought it: the source
+// must be one the gateway may publish for, the quota must allow it, and it leaves with
+// a fresh id, `ingested` = now and `gateway` = the authenticated gateway (whatever the
+// client put there is overwritten). Then it goes to the output.
+#pragma once
+
+#include "endpoint/gatekeeper.h"
+#include "endpoint/limits.h"
+#include "message/id.h"
+#include "message/scratch_builder.h"
+#include "json/json_codec.h"
+#include "wire/stream.h"
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace mh::mqtt {
+class SessionState;
+}
+
+namespace mh::endpoint {
+
+class MqttGatewaySession;
+
+// What a gateway's MQTT clients keep across connections (clean session 0).
+struct MqttSlot {
+    std::shared_ptr<mqtt::SessionState> state;
+    MqttGatewaySession* owner = nullptr;  // the connection using it now
+};
+
+constexpr size_t k_source_cache_entries = 4096;  // per gateway: answers of may_publish kept
+
+// Lets the source cache be searched with a string_view, without building a string per message.
+struct TextHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+};
+
+// One gateway's state shared by all its connections: quota buckets, connection count,
+// commands waiting for it.
+struct GatewayState {
+    std::string id;
+    TokenBucket messages;
+    TokenBucket bytes;
+    uint32_t connections = 0;
+    std::unordered_map<std::string, bool, TextHash, std::equal_to<>> may_publish;  // cache, cleared on reload
+    std::deque<std::vector<std::byte>> commands;       // frames waiting for delivery
+    std::map<std::string, MqttSlot> mqtt_sessions;     // persistent MQTT sessions by client id
+};
+
+enum class Verdict { accepted, malformed, source, quota, oversized };
+std::string_view verdict_reason(Verdict verdict);
+
+// What a protocol knows better than the message (an MQTT topic names the source).
+struct Overrides {
+    std::string_view source;  // empty: the message's own
+    std::string_view kind;    // empty: the message's own
+};
+
+struct IngestCounters {
+    explicit IngestCounters(metrics::Registry& registry);
+    metrics::Counter& messages_in;
+    metrics::Counter& bytes_in;
+    metrics::Counter& messages_out;
+    metrics::Counter& bytes_out;
+};
+
+class Ingest {
+public:
+    Ingest(wire::FrameSink& sink, const Gatekeeper& gatekeeper, wire::FrameLimits limits,
+           metrics::Registry& registry, uint64_t seed);
+
+    // `frame` must be word aligned. `now_ns` is wall-clock time. Frames from outside are
+    // checked pointer by pointer first; `checked` says this one was made here (from JSON).
+    Verdict frame(GatewayState& gateway, const wire::Frame& frame, int64_t now_ns, Overrides overrides = {},
+                  bool checked = false);
+    // One JSON object (lib/json's mapping).
+    Verdict json(GatewayState& gateway, std::string_view text, int64_t now_ns, Overrides overrides = {},
+                 std::string* error = nullptr);
+
+    // Hands everything written so far to the output for real; true if there was anything.
+    bool flush();
+    void set_gatekeeper(const Gatekeeper& gatekeeper) { m_gatekeeper = &gatekeeper; }
+    size_t max_message_bytes() const { return m_limits.max_frame_bytes; }
+
+private:
+    bool allowed(GatewayState& gateway, std::string_view source);
+
+    wire::FrameSink& m_sink;
+    const Gatekeeper* m_gatekeeper;  // swapped by a reload
+    wire::FrameLimits m_limits;
+    IngestCounters m_counters;
+    IdGenerator m_ids;
+    ScratchBuilder m_builder;
+    JsonDecoder m_decoder;
+    std::vector<std::byte> m_out;
+    std::vector<std::byte> m_decoded;
+    bool m_dirty = false;
+};
+
+}  // namespace mh::endpoint

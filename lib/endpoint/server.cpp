@@ -1,0 +1,686 @@
+#include "endpoint/server.h"
+
+#include "core/error.h"
+#include "endpoint/http_gateway.h"
+#include "endpoint/mqtt_gateway.h"
+#include "endpoint/native.h"
+#include "message/time.h"
+#include "wire/frame.h"
+
+#include <arpa/inet.h>
+#include <capnp/serialize.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+namespace mh::endpoint {
+
+namespace {
+constexpr int k_listen_backlog = 1024;
+constexpr int k_max_events = 256;
+constexpr int64_t k_tick_ns = 250'000'000;
+constexpr int k_idle_wait_ms = 250;
+constexpr int k_commands_wait_ms = 5;  // how often a command input is looked at when all is quiet
+constexpr size_t k_input_slack_bytes = 64 << 10;  // over the largest message: headers, a partial next one
+constexpr size_t k_keep_buffer_bytes = 64 << 10;  // an idle connection's input buffer above this is freed
+
+int64_t monotonic_clock_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string peer_text(const sockaddr_storage& storage) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (storage.ss_family == AF_INET) {
+        auto* in = reinterpret_cast<const sockaddr_in*>(&storage);
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        return fmt::format("{}:{}", host, ntohs(in->sin_port));
+    }
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&storage);
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+    return fmt::format("[{}]:{}", host, ntohs(in6->sin6_port));
+}
+}  // namespace
+
+std::string_view protocol_name(Protocol protocol) {
+    switch (protocol) {
+        case Protocol::native: return "native";
+        case Protocol::mqtt: return "mqtt";
+        case Protocol::https: return "https";
+    }
+    return "?";
+}
+
+// ---------------------------------------------------------------------------------------
+// Connection
+
+Connection::Connection(Server& server, uint64_t id, int fd, Protocol protocol, std::string peer)
+    : m_server(server), m_id(id), m_fd(fd), m_protocol(protocol), m_peer(std::move(peer)) {}
+
+Connection::~Connection() {
+    m_session.reset();
+    m_tls.reset();
+    if (m_fd >= 0) ::close(m_fd);
+}
+
+void Connection::send(std::span<const std::byte> bytes) {
+    if (m_closing && m_out.empty()) return;
+    m_out.insert(m_out.end(), bytes.begin(), bytes.end());
+    if (!m_has_output) {
+        m_has_output = true;
+        m_server.m_has_output.push_back(m_id);
+    }
+}
+
+void Connection::close(std::string_view why) {
+    if (m_closing) return;
+    m_closing = true;
+    m_server.m_log.debug("{} ({}): closing: {}", m_peer, who(), why);
+    m_server.m_to_close.push_back(m_id);
+}
+
+std::string_view Connection::who() const { return m_gateway ? std::string_view(m_gateway->id) : std::string_view(m_peer); }
+
+int64_t Connection::now_ns() const { return m_server.m_wall_ns; }
+
+size_t Connection::max_message_bytes() const { return m_server.m_options.max_message_bytes; }
+
+void Connection::refuse(std::string_view why, std::string_view what, uint64_t count) {
+    m_server.m_refusals.refuse(why, who(), what, count);
+}
+
+bool Connection::finish_login(const Login& login) {
+    if (!login.gateway) {
+        refuse(login.reason, fmt::format("login from {} refused: {}", m_peer, login.refusal));
+        return false;
+    }
+    if (m_gateway) {
+        if (m_gateway->id == *login.gateway) return true;  // the certificate said the same
+        refuse(reason::auth, fmt::format("{} presents a certificate of {} but logs in as {}", m_peer, m_gateway->id,
+                                         *login.gateway));
+        return false;
+    }
+    GatewayState& state = m_server.gateway_state(*login.gateway);
+    uint32_t cap = m_server.m_gatekeeper->quota(state.id).max_connections;
+    if (cap == 0) cap = m_server.m_options.max_gateway_connections;
+    if (state.connections >= cap) {
+        m_server.m_refusals.refuse(reason::gateway_connections, state.id,
+                                   fmt::format("already {} connections (the cap), {} refused", state.connections, m_peer));
+        return false;
+    }
+    ++state.connections;
+    m_gateway = &state;
+    m_server.m_log.debug("{}: {} logged in over {}", state.id, m_peer, protocol_name(m_protocol));
+    return true;
+}
+
+bool Connection::login_token(std::string_view gateway, std::string_view token) {
+    return finish_login(m_server.m_gatekeeper->check_token(gateway, token, m_server.m_wall_ns));
+}
+
+bool Connection::verify_token(std::string_view token) {
+    Login login = m_server.m_gatekeeper->check_token("", token, m_server.m_wall_ns);
+    if (login.gateway && m_gateway && *login.gateway == m_gateway->id) return true;
+    refuse(reason::auth, login.gateway ? fmt::format("a token of {} on a connection of {}", *login.gateway, who())
+                                       : fmt::format("login from {} refused: {}", m_peer, login.refusal));
+    return false;
+}
+
+void Connection::count_delivered(uint64_t commands) { m_server.m_commands_delivered.add(commands); }
+
+Verdict Connection::ingest_frame(const wire::Frame& frame, Overrides overrides) {
+    Verdict verdict = m_server.m_ingest.frame(*m_gateway, frame, m_server.m_wall_ns, overrides);
+    if (verdict != Verdict::accepted)
+        refuse(verdict_reason(verdict), fmt::format("a message of {} bytes over {}", frame.byte_count(),
+                                                    protocol_name(m_protocol)));
+    return verdict;
+}
+
+Verdict Connection::ingest_json(std::string_view text, Overrides overrides, std::string* error) {
+    std::string why;
+    Verdict verdict = m_server.m_ingest.json(*m_gateway, text, m_server.m_wall_ns, overrides, &why);
+    if (verdict != Verdict::accepted) {
+        if (verdict == Verdict::malformed && !why.empty())
+            refuse(reason::malformed, why);
+        else if (verdict != Verdict::source && verdict != Verdict::quota)
+            refuse(verdict_reason(verdict), fmt::format("a JSON message of {} bytes", text.size()));
+        else
+            refuse(verdict_reason(verdict), overrides.source.empty() ? std::string("a JSON message")
+                                                                     : fmt::format("source {}", overrides.source));
+    }
+    if (error) *error = why;
+    return verdict;
+}
+
+void Connection::notify_when_flushed() {
+    if (m_want_flushed) return;
+    m_want_flushed = true;
+    m_server.m_want_flushed.push_back(m_id);
+}
+
+double Connection::quota_wait_seconds(double messages, double bytes) const {
+    if (!m_gateway) return 0;
+    return std::max(m_gateway->messages.wait_seconds(messages, m_server.m_wall_ns),
+                    m_gateway->bytes.wait_seconds(bytes, m_server.m_wall_ns));
+}
+
+void Connection::take_queued_commands() {
+    if (!m_gateway) return;
+    auto& queue = m_gateway->commands;
+    while (!queue.empty()) {
+        const auto& bytes = queue.front();
+        wire::Frame frame{reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word)};
+        if (!m_session->deliver(frame)) break;
+        m_server.m_commands_delivered.add();
+        queue.pop_front();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Server
+
+Server::Server(const ServerOptions& options, std::shared_ptr<tls::Context> tls, const Gatekeeper& gatekeeper,
+               wire::FrameSink& output, wire::FrameSource* commands, metrics::Registry& metrics, Log& log,
+               const StopFlag& stop)
+    : m_options(options),
+      m_tls(std::move(tls)),
+      m_gatekeeper(&gatekeeper),
+      m_output(output),
+      m_commands(commands),
+      m_log(log),
+      m_stop(stop),
+      m_refusals(metrics, log, options.refusal_log_interval_ns),
+      m_ingest(output, gatekeeper, wire::FrameLimits{options.max_message_bytes}, metrics,
+               options.seed ? options.seed : static_cast<uint64_t>(wall_clock_ns())),
+      m_accepted_connections(metrics.counter("mh_endpoint_connections_total", "Connections accepted")),
+      m_commands_delivered(metrics.counter("mh_endpoint_commands_delivered_total", "Commands sent to gateways")),
+      m_commands_queued(metrics.counter("mh_endpoint_commands_queued_total",
+                                        "Commands kept for a gateway that was not connected")) {
+    if (!m_tls && !m_options.insecure_loopback)
+        throw Error(ExitCode::usage, "TLS needs --cert and --key (plaintext only with --insecure-loopback)");
+    m_scratch = std::make_unique<capnp::word[]>(k_read_chunk_bytes / sizeof(capnp::word));
+    m_epoll = epoll_create1(EPOLL_CLOEXEC);
+    if (m_epoll < 0) throw Error(ExitCode::software, errno_text("epoll_create1", errno));
+    auto add_listener = [&](Protocol protocol, const std::optional<HostPort>& address) {
+        if (!address) return;
+        if (!m_tls && !is_loopback(*address))
+            throw Error(ExitCode::usage,
+                        fmt::format("--{} {}:{}: plaintext (--insecure-loopback) listens on 127.0.0.1 only",
+                                    protocol_name(protocol), address->host, address->port));
+        Listener listener = listen_on(*address, k_listen_backlog);
+        uint64_t id = m_listeners.size();
+        m_listeners.push_back({protocol, listener.fd});
+        epoll_event event{};
+        event.events = EPOLLIN;
+        event.data.u64 = id;
+        epoll_ctl(m_epoll, EPOLL_CTL_ADD, listener.fd, &event);
+        m_bound[protocol] = listener.bound;
+        if (!m_tls) m_log.warn("{} is plaintext (--insecure-loopback): for tests and demos only", protocol_name(protocol));
+        m_log.info("listening on {} {}", protocol_name(protocol), listener.bound);
+    };
+    add_listener(Protocol::native, m_options.native);
+    add_listener(Protocol::mqtt, m_options.mqtt);
+    add_listener(Protocol::https, m_options.https);
+    if (m_listeners.empty()) throw Error(ExitCode::usage, "nothing to listen on: give --native, --mqtt or --https");
+}
+
+Server::~Server() {
+    m_connections.clear();
+    for (auto& listener : m_listeners) ::close(listener.fd);
+    if (m_epoll >= 0) ::close(m_epoll);
+}
+
+void Server::set_gatekeeper(const Gatekeeper& gatekeeper) {
+    m_gatekeeper = &gatekeeper;
+    m_ingest.set_gatekeeper(gatekeeper);
+    for (auto& [id, state] : m_gateways) configure(*state);
+}
+
+void Server::configure(GatewayState& state) {
+    Quota quota = m_gatekeeper->quota(state.id);
+    // By default a second's worth of burst: short spikes pass, sustained excess does not.
+    // The byte bucket always holds one largest message, or that message could never pass.
+    double burst_messages = quota.burst_messages > 0 ? quota.burst_messages : quota.messages_per_second;
+    double burst_bytes = quota.burst_bytes > 0 ? quota.burst_bytes : quota.bytes_per_second;
+    state.messages.configure(quota.messages_per_second, burst_messages, m_wall_ns);
+    state.bytes.configure(quota.bytes_per_second,
+                          std::max<double>(burst_bytes, static_cast<double>(m_options.max_message_bytes)), m_wall_ns);
+    state.may_publish.clear();
+}
+
+GatewayState& Server::gateway_state(const std::string& id) {
+    auto it = m_gateways.find(id);
+    if (it != m_gateways.end()) return *it->second;
+    auto state = std::make_unique<GatewayState>();
+    state->id = id;
+    configure(*state);
+    return *m_gateways.emplace(id, std::move(state)).first->second;
+}
+
+std::unique_ptr<Session> Server::make_session(Connection& c) {
+    switch (c.m_protocol) {
+        case Protocol::native: return std::make_unique<NativeSession>(c);
+        case Protocol::mqtt: return std::make_unique<MqttGatewaySession>(c, m_options.handshake_timeout_ns);
+        case Protocol::https: return std::make_unique<HttpGatewaySession>(c);
+    }
+    return nullptr;
+}
+
+void Server::accept_all(const ListenerEntry& listener) {
+    for (;;) {
+        sockaddr_storage storage{};
+        socklen_t length = sizeof(storage);
+        int fd = accept4(listener.fd, reinterpret_cast<sockaddr*>(&storage), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                m_log.warn("accept on {} failed: {}", protocol_name(listener.protocol), std::strerror(errno));
+            return;
+        }
+        std::string peer = peer_text(storage);
+        if (m_connections.size() >= m_options.max_connections) {
+            m_refusals.refuse(reason::connections, "endpoint",
+                              fmt::format("{} connections open (the cap): {} refused", m_connections.size(), peer));
+            ::close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        uint64_t id = m_next_id++;
+        auto connection = std::make_unique<Connection>(*this, id, fd, listener.protocol, std::move(peer));
+        Connection& c = *connection;
+        c.m_deadline_ns = m_mono_ns + m_options.handshake_timeout_ns;
+        c.m_last_activity_ns = m_mono_ns;
+        c.m_session = make_session(c);
+        if (!c.m_session) {
+            m_log.warn("{} is not served yet", protocol_name(listener.protocol));
+            continue;
+        }
+        if (m_tls) c.m_tls = std::make_unique<tls::Session>(*m_tls, fd, tls::Role::server);
+        else c.m_state = Connection::State::open;
+        m_connections.emplace(id, std::move(connection));
+        m_accepted_connections.add();
+        epoll_event event{};
+        event.events = EPOLLIN | EPOLLRDHUP;
+        event.data.u64 = id;
+        c.m_events = event.events;
+        epoll_ctl(m_epoll, EPOLL_CTL_ADD, fd, &event);
+    }
+}
+
+void Server::handshake(Connection& c) {
+    tls::Io io = c.m_tls->handshake();
+    switch (io) {
+        case tls::Io::done: break;
+        case tls::Io::want_read:
+        case tls::Io::want_write:
+            c.m_read_wants_write = io == tls::Io::want_write;
+            update_events(c);
+            return;
+        case tls::Io::closed:
+            c.close("closed during the TLS handshake");
+            return;
+        case tls::Io::failed: {
+            bool certificate = c.m_tls->error().find("certificate") != std::string::npos;
+            c.refuse(certificate ? reason::certificate : reason::protocol,
+                     fmt::format("TLS handshake with {} failed: {}", c.m_peer, c.m_tls->error()));
+            c.close("TLS handshake failed");
+            return;
+        }
+    }
+    c.m_state = Connection::State::open;
+    c.m_read_wants_write = false;
+    update_events(c);
+    if (auto fingerprint = c.m_tls->peer_fingerprint()) {
+        c.m_certificate = fingerprint;
+        if (!c.finish_login(m_gatekeeper->check_certificate(*fingerprint))) {
+            c.close("certificate not registered");
+            return;
+        }
+    }
+}
+
+void Server::on_event(Connection& c, uint32_t events) {
+    if (c.m_closing) {
+        if (events & EPOLLOUT) write_out(c);
+        return;
+    }
+    if (c.m_state == Connection::State::handshake) {
+        handshake(c);
+        if (c.m_state == Connection::State::handshake || c.m_closing) return;
+    }
+    if (events & EPOLLOUT) write_out(c);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) || c.m_read_wants_write) read_some(c);
+}
+
+void Server::read_some(Connection& c) {
+    size_t budget = k_read_budget_bytes;
+    size_t limit = m_options.max_message_bytes + k_input_slack_bytes;
+    c.m_read_wants_write = false;
+    while (!c.m_closing) {
+        if (budget == 0) {
+            if (!c.m_ready) {
+                c.m_ready = true;
+                m_ready.push_back(c.m_id);
+            }
+            return;
+        }
+        // With nothing held back, read into the shared scratch buffer: a connection keeps
+        // input storage only while it holds part of a message (idle ones hold none).
+        bool scratch = c.m_in_size == 0;
+        if (!scratch && c.m_in_capacity - c.m_in_size < k_read_chunk_bytes) reserve_input(c, c.m_in_size + k_read_chunk_bytes);
+        std::span<std::byte> space =
+            scratch ? std::span<std::byte>(reinterpret_cast<std::byte*>(m_scratch.get()), k_read_chunk_bytes)
+                    : std::span<std::byte>(reinterpret_cast<std::byte*>(c.m_in.get()) + c.m_in_size,
+                                           std::min(k_read_chunk_bytes, c.m_in_capacity - c.m_in_size));
+        tls::IoResult result;
+        if (c.m_tls) {
+            result = c.m_tls->read(space);
+        } else {
+            ssize_t n = ::recv(c.m_fd, space.data(), space.size(), 0);
+            if (n > 0) result = {tls::Io::done, static_cast<size_t>(n)};
+            else if (n == 0) result = {tls::Io::closed, 0};
+            else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) result = {tls::Io::want_read, 0};
+            else result = {tls::Io::closed, 0};
+        }
+        switch (result.status) {
+            case tls::Io::done:
+                budget -= std::min(budget, result.bytes);
+                c.m_last_activity_ns = m_mono_ns;
+                if (scratch) {
+                    process_scratch(c, result.bytes);
+                } else {
+                    c.m_in_size += result.bytes;
+                    process_input(c);
+                }
+                if (c.m_in_size > limit) {
+                    c.refuse(reason::oversized, fmt::format("more than {} bytes without a complete message",
+                                                            m_options.max_message_bytes));
+                    c.close("message too large");
+                }
+                continue;
+            case tls::Io::want_read: return;
+            case tls::Io::want_write:
+                c.m_read_wants_write = true;
+                update_events(c);
+                return;
+            case tls::Io::closed:
+                c.close("closed by the peer");
+                return;
+            case tls::Io::failed:
+                c.refuse(reason::protocol, fmt::format("TLS error from {}: {}", c.m_peer, c.m_tls->error()));
+                c.close("TLS error");
+                return;
+        }
+    }
+}
+
+void Server::reserve_input(Connection& c, size_t bytes) {
+    if (c.m_in_capacity >= bytes) return;
+    size_t want = std::max(c.m_in_capacity * 2, bytes);
+    want = (want + sizeof(capnp::word) - 1) / sizeof(capnp::word) * sizeof(capnp::word);
+    auto grown = std::make_unique<capnp::word[]>(want / sizeof(capnp::word));
+    if (c.m_in_size) std::memcpy(grown.get(), c.m_in.get(), c.m_in_size);
+    c.m_in = std::move(grown);
+    c.m_in_capacity = want;
+}
+
+void Server::process_scratch(Connection& c, size_t bytes) {
+    auto* base = reinterpret_cast<const std::byte*>(m_scratch.get());
+    size_t at = 0;
+    // In place while what is left starts word aligned (frames are whole words; a hello
+    // line or an HTTP head is not, and what follows it moves to aligned storage).
+    while (at < bytes && !c.m_closing && at % sizeof(capnp::word) == 0) {
+        size_t used = c.m_session->receive(std::span<const std::byte>(base + at, bytes - at));
+        if (used == 0) break;
+        at += std::min(used, bytes - at);
+    }
+    if (at < bytes && !c.m_closing) {
+        reserve_input(c, bytes - at);
+        std::memcpy(c.m_in.get(), base + at, bytes - at);
+        c.m_in_size = bytes - at;
+        process_input(c);
+    }
+}
+
+void Server::process_input(Connection& c) {
+    auto* base = reinterpret_cast<std::byte*>(c.m_in.get());
+    while (c.m_in_size > 0 && !c.m_closing) {
+        size_t used = c.m_session->receive(std::span<const std::byte>(base, c.m_in_size));
+        if (used == 0) break;
+        used = std::min(used, c.m_in_size);
+        // Keep what is left at the start: the next frame is then word aligned again.
+        std::memmove(base, base + used, c.m_in_size - used);
+        c.m_in_size -= used;
+    }
+}
+
+void Server::write_out(Connection& c) {
+    while (c.m_out_offset < c.m_out.size()) {
+        std::span<const std::byte> pending(c.m_out.data() + c.m_out_offset, c.m_out.size() - c.m_out_offset);
+        tls::IoResult result;
+        if (c.m_tls) {
+            result = c.m_tls->write(pending);
+        } else {
+            ssize_t n = ::send(c.m_fd, pending.data(), pending.size(), MSG_NOSIGNAL);
+            if (n >= 0) result = {tls::Io::done, static_cast<size_t>(n)};
+            else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) result = {tls::Io::want_write, 0};
+            else result = {tls::Io::closed, 0};
+        }
+        if (result.status == tls::Io::done) {
+            c.m_out_offset += result.bytes;
+            continue;
+        }
+        if (result.status == tls::Io::want_write || result.status == tls::Io::want_read) {
+            update_events(c);
+            return;
+        }
+        // The peer is gone: nothing more can be written.
+        c.m_out.clear();
+        c.m_out_offset = 0;
+        if (!c.m_closing) c.close("write failed");
+        update_events(c);
+        return;
+    }
+    c.m_out.clear();
+    c.m_out_offset = 0;
+    if (c.m_out.capacity() > k_keep_buffer_bytes) c.m_out.shrink_to_fit();
+    update_events(c);
+}
+
+void Server::update_events(Connection& c) {
+    uint32_t events = EPOLLRDHUP;
+    if (!c.m_closing) events |= EPOLLIN;
+    if (c.m_out_offset < c.m_out.size() || c.m_read_wants_write) events |= EPOLLOUT;
+    if (events == c.m_events) return;
+    epoll_event event{};
+    event.events = events;
+    event.data.u64 = c.m_id;
+    epoll_ctl(m_epoll, EPOLL_CTL_MOD, c.m_fd, &event);
+    c.m_events = events;
+}
+
+void Server::close_now(Connection& c, std::string_view why) {
+    (void)why;
+    if (c.m_tls && c.m_state == Connection::State::open) c.m_tls->shutdown();
+    if (c.m_gateway && c.m_gateway->connections > 0) --c.m_gateway->connections;
+    epoll_ctl(m_epoll, EPOLL_CTL_DEL, c.m_fd, nullptr);
+    m_connections.erase(c.m_id);
+}
+
+// Closes the connections that asked for it, once what they had to say is written (or
+// could not be: a peer that does not read is not waited for past its deadline).
+void Server::sweep() {
+    std::vector<uint64_t> pending;
+    for (uint64_t id : m_to_close) {
+        auto it = m_connections.find(id);
+        if (it == m_connections.end()) continue;
+        Connection& c = *it->second;
+        if (c.m_out_offset < c.m_out.size()) write_out(c);
+        if (c.m_out_offset < c.m_out.size() && m_mono_ns < c.m_deadline_ns + m_options.handshake_timeout_ns) {
+            pending.push_back(id);
+            continue;
+        }
+        close_now(c, "closed");
+    }
+    m_to_close = std::move(pending);
+}
+
+void Server::tick() {
+    for (auto& [id, connection] : m_connections) {
+        Connection& c = *connection;
+        if (c.m_closing) continue;
+        bool logged_in = c.m_state == Connection::State::open && c.m_gateway;
+        if (!logged_in && m_mono_ns > c.m_deadline_ns) {
+            c.refuse(reason::handshake_timeout,
+                     fmt::format("{} did not finish the {} within {} s", c.m_peer,
+                                 c.m_state == Connection::State::handshake ? "TLS handshake" : "login",
+                                 m_options.handshake_timeout_ns / k_ns_per_second));
+            c.close("handshake timeout");
+            continue;
+        }
+        if (m_mono_ns - c.m_last_activity_ns > m_options.idle_timeout_ns) {
+            c.refuse(reason::idle_timeout, fmt::format("{} silent for {} s", c.m_peer,
+                                                       (m_mono_ns - c.m_last_activity_ns) / k_ns_per_second));
+            c.close("idle timeout");
+            continue;
+        }
+        if (c.m_session && logged_in) c.m_session->tick(m_mono_ns);
+        // Connections that held part of a message give their input buffer back once idle.
+        if (c.m_in_size == 0 && c.m_in_capacity > 0 && m_mono_ns - c.m_last_activity_ns > k_tick_ns) {
+            c.m_in.reset();
+            c.m_in_capacity = 0;
+        }
+    }
+}
+
+void Server::poll_commands() {
+    if (!m_commands) return;
+    wire::Frame frame;
+    for (int i = 0; i < 1024; ++i) {
+        wire::Next next = m_commands->next(wire::Wait::no, frame);
+        if (next == wire::Next::frame) {
+            route_command(frame);
+            continue;
+        }
+        if (next == wire::Next::end || next == wire::Next::broken) {
+            if (next == wire::Next::broken) m_log.warn("the command input broke: {}", m_commands->error());
+            else m_log.info("the command input ended");
+            m_commands = nullptr;
+        }
+        return;
+    }
+}
+
+void Server::route_command(const wire::Frame& frame) {
+    wire::FrameLimits limits{m_options.max_message_bytes};
+    if (auto why = wire::check_frame(frame, limits)) {
+        m_refusals.refuse(reason::malformed, "commands", fmt::format("a garbled command frame: {}", *why));
+        return;
+    }
+    capnp::FlatArrayMessageReader message(kj::arrayPtr(frame.words, frame.word_count), wire::reader_options(limits));
+    auto command = message.getRoot<schema::Message>();
+    std::string gateway = command.getGateway();
+    if (command.getKind() != "command" || gateway.empty()) {
+        m_refusals.refuse(reason::malformed, "commands",
+                          "a message that is not a command addressed to a gateway (kind \"command\", gateway set)");
+        return;
+    }
+    GatewayState& state = gateway_state(gateway);
+    for (auto& [id, connection] : m_connections) {
+        Connection& c = *connection;
+        if (c.m_gateway != &state || c.m_closing || !c.m_session) continue;
+        if (c.m_session->deliver(frame)) {
+            m_commands_delivered.add();
+            if (c.m_out_offset < c.m_out.size()) write_out(c);
+            return;
+        }
+    }
+    if (state.commands.size() >= m_options.max_pending_commands) {
+        m_refusals.refuse(reason::commands, state.id,
+                          fmt::format("{} commands already wait for this gateway; the oldest is dropped",
+                                      state.commands.size()));
+        state.commands.pop_front();
+    }
+    auto bytes = frame.bytes();
+    state.commands.emplace_back(bytes.begin(), bytes.end());
+    m_commands_queued.add();
+}
+
+void Server::run(std::atomic<bool>* reload, const std::function<void()>& on_reload) {
+    epoll_event events[k_max_events];
+    m_mono_ns = monotonic_clock_ns();
+    m_wall_ns = wall_clock_ns();
+    m_next_tick_ns = m_mono_ns + k_tick_ns;
+    while (!m_stop.load(std::memory_order_relaxed)) {
+        if (reload && reload->exchange(false) && on_reload) on_reload();
+        int timeout = !m_ready.empty() ? 0 : m_commands ? k_commands_wait_ms : k_idle_wait_ms;
+        int n = epoll_wait(m_epoll, events, k_max_events, timeout);
+        if (n < 0 && errno != EINTR) throw Error(ExitCode::software, errno_text("epoll_wait", errno));
+        m_mono_ns = monotonic_clock_ns();
+        m_wall_ns = wall_clock_ns();
+        for (int i = 0; i < n; ++i) {
+            uint64_t id = events[i].data.u64;
+            if (id < m_listeners.size()) {
+                accept_all(m_listeners[id]);
+                continue;
+            }
+            auto it = m_connections.find(id);
+            if (it != m_connections.end()) on_event(*it->second, events[i].events);
+        }
+        // Connections that had more to read than one round's budget.
+        if (!m_ready.empty()) {
+            std::vector<uint64_t> ready;
+            ready.swap(m_ready);
+            for (uint64_t id : ready) {
+                auto it = m_connections.find(id);
+                if (it == m_connections.end()) continue;
+                it->second->m_ready = false;
+                read_some(*it->second);
+            }
+        }
+        poll_commands();
+        // Acknowledge only what the output has: flush first.
+        m_ingest.flush();
+        if (!m_want_flushed.empty()) {
+            std::vector<uint64_t> want;
+            want.swap(m_want_flushed);
+            for (uint64_t id : want) {
+                auto it = m_connections.find(id);
+                if (it == m_connections.end()) continue;
+                it->second->m_want_flushed = false;
+                it->second->m_session->flushed();
+            }
+        }
+        if (!m_has_output.empty()) {
+            std::vector<uint64_t> has_output;
+            has_output.swap(m_has_output);
+            for (uint64_t id : has_output) {
+                auto it = m_connections.find(id);
+                if (it == m_connections.end()) continue;
+                it->second->m_has_output = false;
+                if (!(it->second->m_events & EPOLLOUT)) write_out(*it->second);
+            }
+        }
+        if (m_mono_ns >= m_next_tick_ns) {
+            tick();
+            m_next_tick_ns = m_mono_ns + k_tick_ns;
+        }
+        sweep();
+    }
+    m_ingest.flush();
+    m_output.flush();
+    for (auto& [id, connection] : m_connections)
+        if (connection->m_session && !connection->m_closing) connection->m_session->flushed();
+    for (auto& [id, connection] : m_connections) write_out(*connection);
+    m_log.info("stopping: {} connections closed", m_connections.size());
+}
+
+}  // namespace mh::endpoint

@@ -1,0 +1,224 @@
+// The endpoint's event loop: one I/O thread, epoll, a listener per protocol, TLS on
+// every connection (plaintext only on loopback when asked), caps and timeouts, and one
+// Ingest that every protocol hands its messages to. The output is written synchronously:
+// when it is full the loop blocks, so no socket is read and nothing is dropped
+// (back-pressure reaches the gateways through TCP). After each round of reads the output
+// is flushed, and only then are acknowledgements sent (native acks, PUBACK, 202).
+#pragma once
+
+#include "core/log.h"
+#include "core/stop.h"
+#include "endpoint/gatekeeper.h"
+#include "endpoint/ingest.h"
+#include "endpoint/limits.h"
+#include "endpoint/net.h"
+#include "metrics/metrics.h"
+#include "tls/tls.h"
+#include "wire/stream.h"
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace mh::endpoint {
+
+constexpr size_t k_default_max_message_bytes = 256 << 10;  // 256 KiB
+constexpr uint32_t k_default_max_connections = 20'000;
+constexpr uint32_t k_default_max_gateway_connections = 16;
+constexpr int64_t k_default_handshake_timeout_ns = 10'000'000'000;  // TLS and login
+constexpr int64_t k_default_idle_timeout_ns = 300'000'000'000;
+constexpr int64_t k_default_refusal_log_interval_ns = 10'000'000'000;
+constexpr size_t k_default_max_pending_commands = 1000;  // per gateway
+constexpr size_t k_read_chunk_bytes = 64 << 10;
+constexpr size_t k_read_budget_bytes = 1 << 20;  // per connection per round: fairness
+
+enum class Protocol { native, mqtt, https };
+std::string_view protocol_name(Protocol protocol);
+
+struct ServerOptions {
+    std::optional<HostPort> native, mqtt, https;
+    bool insecure_loopback = false;  // plaintext listeners (loopback only)
+    uint32_t max_connections = k_default_max_connections;
+    uint32_t max_gateway_connections = k_default_max_gateway_connections;
+    int64_t handshake_timeout_ns = k_default_handshake_timeout_ns;
+    int64_t idle_timeout_ns = k_default_idle_timeout_ns;
+    int64_t refusal_log_interval_ns = k_default_refusal_log_interval_ns;
+    size_t max_message_bytes = k_default_max_message_bytes;
+    size_t max_pending_commands = k_default_max_pending_commands;
+    uint64_t seed = 0;  // of the id generator; 0 = from the clock
+};
+
+class Server;
+class Connection;
+
+// One protocol's side of one connection. The server feeds it bytes and tells it when the
+// output was flushed (so it may acknowledge what it ingested).
+class Session {
+public:
+    virtual ~Session() = default;
+    // Handles what arrived; returns how many bytes it used. What is left (an incomplete
+    // packet) is offered again, with more, after the next read. `data` starts word aligned.
+    virtual size_t receive(std::span<const std::byte> data) = 0;
+    // Everything ingested before this call is in the output: acknowledge it.
+    virtual void flushed() {}
+    // A command for this connection's gateway; false when this session cannot take commands.
+    virtual bool deliver(const wire::Frame&) { return false; }
+    // Called about four times a second: protocol deadlines (MQTT keep-alive).
+    virtual void tick(int64_t /*monotonic_ns*/) {}
+};
+
+// What a Session sees of its connection.
+class Connection {
+public:
+    Connection(Server& server, uint64_t id, int fd, Protocol protocol, std::string peer);
+    ~Connection();
+
+    void send(std::span<const std::byte> bytes);
+    void send(std::string_view text) { send(std::as_bytes(std::span(text.data(), text.size()))); }
+    // Closes once what was sent is written.
+    void close(std::string_view why);
+    bool closing() const { return m_closing; }
+
+    // Log in: refusals are counted and logged; false when refused (the session closes).
+    bool login_token(std::string_view gateway, std::string_view token);
+    // Whether `token` proves this connection's gateway (refusals counted); after a login.
+    bool verify_token(std::string_view token);
+    void count_delivered(uint64_t commands);
+    // The gateway proven by the client certificate, if one was presented.
+    GatewayState* gateway() const { return m_gateway; }
+    bool has_certificate() const { return m_certificate.has_value(); }
+
+    // Through the one ingest path; refusals are counted and logged under the gateway.
+    Verdict ingest_frame(const wire::Frame& frame, Overrides overrides = {});
+    Verdict ingest_json(std::string_view text, Overrides overrides = {}, std::string* error = nullptr);
+    // Ask for flushed() once the output has been flushed.
+    void notify_when_flushed();
+    // Counts and logs a refusal under this connection's gateway (or peer address).
+    void refuse(std::string_view why, std::string_view what, uint64_t count = 1);
+    // Commands queued for this gateway while it was away, delivered through the session now.
+    void take_queued_commands();
+    // Seconds until the gateway's quota would allow `messages` of `bytes` (HTTP Retry-After).
+    double quota_wait_seconds(double messages, double bytes) const;
+
+    size_t max_message_bytes() const;
+    const std::string& peer() const { return m_peer; }
+    std::string_view who() const;
+    int64_t now_ns() const;  // wall clock of this round
+
+private:
+    friend class Server;
+    enum class State { handshake, open };
+    bool finish_login(const Login& login);
+
+    Server& m_server;
+    uint64_t m_id;
+    int m_fd;
+    Protocol m_protocol;
+    std::string m_peer;
+    State m_state = State::handshake;
+    std::unique_ptr<tls::Session> m_tls;
+    std::unique_ptr<Session> m_session;
+    std::optional<tls::Fingerprint> m_certificate;
+    GatewayState* m_gateway = nullptr;
+    // Input: word-aligned storage so frames are read in place.
+    std::unique_ptr<capnp::word[]> m_in;
+    size_t m_in_capacity = 0, m_in_size = 0;
+    std::vector<std::byte> m_out;
+    size_t m_out_offset = 0;
+    int64_t m_deadline_ns = 0;  // handshake and login must be done by then (monotonic)
+    int64_t m_last_activity_ns = 0;
+    uint32_t m_events = 0;        // what epoll watches
+    bool m_read_wants_write = false;
+    bool m_closing = false;
+    bool m_want_flushed = false;
+    bool m_ready = false;         // in the ready list: more to read without waiting
+    bool m_has_output = false;    // in the list of connections to write out this round
+};
+
+class Server {
+public:
+    // `tls` may be null only with insecure_loopback. `commands` may be null.
+    Server(const ServerOptions& options, std::shared_ptr<tls::Context> tls, const Gatekeeper& gatekeeper,
+           wire::FrameSink& output, wire::FrameSource* commands, metrics::Registry& metrics, Log& log,
+           const StopFlag& stop);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // The real addresses listened on (protocol -> "127.0.0.1:41234").
+    const std::map<Protocol, std::string>& bound() const { return m_bound; }
+
+    // Runs until the stop flag is set; `reload` (SIGHUP) is checked every round and
+    // `on_reload` called when it was set.
+    void run(std::atomic<bool>* reload = nullptr, const std::function<void()>& on_reload = {});
+
+    // Swapped in by a reload; live connections keep their TLS session and identity.
+    void set_tls(std::shared_ptr<tls::Context> tls) { m_tls = std::move(tls); }
+    void set_gatekeeper(const Gatekeeper& gatekeeper);
+
+    Refusals& refusals() { return m_refusals; }
+    size_t connection_count() const { return m_connections.size(); }
+
+private:
+    friend class Connection;
+    struct ListenerEntry {
+        Protocol protocol;
+        int fd;
+    };
+
+    void accept_all(const ListenerEntry& listener);
+    void on_event(Connection& c, uint32_t events);
+    void handshake(Connection& c);
+    void read_some(Connection& c);
+    void process_input(Connection& c);
+    void process_scratch(Connection& c, size_t bytes);
+    void reserve_input(Connection& c, size_t bytes);
+    void write_out(Connection& c);
+    void update_events(Connection& c);
+    void close_now(Connection& c, std::string_view why);
+    void sweep();
+    void tick();
+    void poll_commands();
+    void route_command(const wire::Frame& frame);
+    std::unique_ptr<Session> make_session(Connection& c);
+    GatewayState& gateway_state(const std::string& id);
+    void configure(GatewayState& state);
+    int64_t monotonic_now() const { return m_mono_ns; }
+
+    ServerOptions m_options;
+    std::shared_ptr<tls::Context> m_tls;
+    const Gatekeeper* m_gatekeeper;
+    wire::FrameSink& m_output;
+    wire::FrameSource* m_commands;
+    Log& m_log;
+    const StopFlag& m_stop;
+    Refusals m_refusals;
+    Ingest m_ingest;
+    metrics::Counter& m_accepted_connections;
+    metrics::Counter& m_commands_delivered;
+    metrics::Counter& m_commands_queued;
+    std::unique_ptr<capnp::word[]> m_scratch;  // reads land here first
+    int m_epoll = -1;
+    std::vector<ListenerEntry> m_listeners;
+    std::map<Protocol, std::string> m_bound;
+    std::unordered_map<uint64_t, std::unique_ptr<Connection>> m_connections;
+    std::map<std::string, std::unique_ptr<GatewayState>, std::less<>> m_gateways;
+    std::vector<uint64_t> m_ready;        // connections with more to read now
+    std::vector<uint64_t> m_want_flushed; // connections to acknowledge after the flush
+    std::vector<uint64_t> m_to_close;
+    std::vector<uint64_t> m_has_output;
+    uint64_t m_next_id = 16;  // ids below are listeners
+    int64_t m_mono_ns = 0;
+    int64_t m_wall_ns = 0;
+    int64_t m_next_tick_ns = 0;
+};
+
+}  // namespace mh::endpoint

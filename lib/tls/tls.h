@@ -1,0 +1,110 @@
+// TLS over non-blocking sockets with OpenSSL 3: RAII over SSL_CTX and SSL, a server
+// context from certificate and key files (TLS 1.2 at least, no renegotiation), optional
+// mutual TLS against a CA file, and the peer certificate's SHA-256 fingerprint.
+// main() (or the component it runs) owns the contexts; a reload builds a new context
+// and swaps it in: sessions keep the context they started with (OpenSSL counts references).
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+namespace mh::tls {
+
+using Fingerprint = std::array<uint8_t, 32>;  // SHA-256 of the certificate's DER encoding
+
+// Lowercase hex without separators, as `openssl x509 -fingerprint -sha256` prints it
+// once the colons are removed and the letters lowered.
+std::string fingerprint_hex(const Fingerprint& fingerprint);
+
+enum class ClientCerts {
+    none,      // no certificate is asked for
+    optional,  // asked for and verified against the CA when sent; a token may stand in
+    required,  // a handshake without a valid client certificate fails
+};
+
+struct ServerConfig {
+    std::string cert_file;  // PEM, the chain after the leaf allowed
+    std::string key_file;   // PEM
+    std::string ca_file;    // CA(s) that sign gateway certificates; empty = none
+    ClientCerts client_certs = ClientCerts::none;
+};
+
+struct ClientConfig {
+    std::string ca_file;    // trust anchors for the server; empty = the system's
+    std::string cert_file;  // optional client certificate (mutual TLS)
+    std::string key_file;
+    bool verify_server = true;
+};
+
+// The last OpenSSL errors as one line (the error queue is emptied).
+std::string openssl_errors();
+
+class Context {
+public:
+    // Throw Error(config) naming the file and OpenSSL's reason.
+    static std::shared_ptr<Context> server(const ServerConfig& config);
+    static std::shared_ptr<Context> client(const ClientConfig& config);
+
+    SSL_CTX* get() const { return m_ctx.get(); }
+
+private:
+    struct Free {
+        void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
+    };
+    explicit Context(SSL_CTX* ctx) : m_ctx(ctx) {}
+    std::unique_ptr<SSL_CTX, Free> m_ctx;
+};
+
+enum class Io {
+    done,        // the call completed (bytes says how much for read/write)
+    want_read,   // try again once the socket is readable
+    want_write,  // try again once the socket is writable
+    closed,      // the peer closed the connection (cleanly or not)
+    failed,      // a protocol or verification error: error() says which
+};
+
+struct IoResult {
+    Io status;
+    size_t bytes = 0;
+};
+
+enum class Role { server, client };
+
+// One TLS connection over a non-blocking socket it does not own. OpenSSL writes with
+// write(2): the process must ignore SIGPIPE (cli::run_main does) to see a hang-up as an error.
+class Session {
+public:
+    Session(const Context& context, int fd, Role role, const std::string& server_name = {});
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    Io handshake();
+    IoResult read(std::span<std::byte> into);
+    IoResult write(std::span<const std::byte> bytes);
+    // Plaintext OpenSSL has already decrypted and buffered: epoll will not report it.
+    bool pending() const { return SSL_pending(m_ssl.get()) > 0; }
+    // Best effort close_notify; never blocks.
+    void shutdown();
+
+    // The verified peer certificate's fingerprint, if the peer sent one.
+    std::optional<Fingerprint> peer_fingerprint() const;
+    std::string version() const { return SSL_get_version(m_ssl.get()); }
+    const std::string& error() const { return m_error; }
+
+private:
+    Io classify(int ret, const char* call);
+    struct Free {
+        void operator()(SSL* ssl) const { SSL_free(ssl); }
+    };
+    std::unique_ptr<SSL, Free> m_ssl;
+    std::string m_error;
+};
+
+}  // namespace mh::tls

@@ -1,0 +1,160 @@
+#include "wire/message_view.h"
+
+#include <cstring>
+
+namespace mh::wire {
+
+using namespace layout;
+
+static_assert(schema::Message::_capnpPrivate::dataWordSize == k_message_data_words &&
+              schema::Message::_capnpPrivate::pointerCount == k_message_pointers);
+static_assert(schema::Field::_capnpPrivate::dataWordSize == k_field_data_words &&
+              schema::Field::_capnpPrivate::pointerCount == k_field_pointers);
+static_assert(schema::Barrier::_capnpPrivate::dataWordSize == k_barrier_data_words &&
+              schema::Barrier::_capnpPrivate::pointerCount == 0);
+
+namespace {
+
+// The words of one segment, with a budget of words that objects may take up in all.
+class SegmentWords {
+public:
+    SegmentWords(const capnp::word* words, size_t count)
+        : m_words(reinterpret_cast<const std::byte*>(words)), m_count(count), m_budget(count) {}
+
+    uint64_t word(uint64_t at) const {
+        uint64_t value;
+        std::memcpy(&value, m_words + at * 8, 8);
+        return value;
+    }
+    uint16_t tag(uint64_t at, size_t byte) const {
+        uint16_t value;
+        std::memcpy(&value, m_words + at * 8 + byte, 2);
+        return value;
+    }
+    // Where the (struct or list) pointer in word `at` points, for an object of `words`.
+    bool target(uint64_t at, uint64_t pointer, uint64_t words, uint64_t& start) {
+        int64_t offset = static_cast<int32_t>(static_cast<uint32_t>(pointer)) >> 2;
+        int64_t first = static_cast<int64_t>(at) + 1 + offset;
+        if (first < 0 || static_cast<uint64_t>(first) > m_count ||
+            words > m_count - static_cast<uint64_t>(first) || words > m_budget)
+            return false;
+        m_budget -= words;
+        start = static_cast<uint64_t>(first);
+        return true;
+    }
+    // A struct pointer in word `at` to exactly `data` words and `pointers` pointers.
+    bool structure(uint64_t at, uint64_t data, uint64_t pointers, uint64_t& start) {
+        uint64_t pointer = word(at);
+        return pointer >> 32 == (data | pointers << 16) && (pointer & 3) == 0 &&
+               target(at, pointer, data + pointers, start);
+    }
+    // Data (is_text: Text, less its NUL) at the pointer in word `at`; null reads as empty.
+    bool bytes(uint64_t at, bool is_text, std::string_view& out) {
+        uint64_t pointer = word(at);
+        if (pointer == 0) {
+            out = std::string_view("", 0);
+            return true;
+        }
+        uint64_t count = pointer >> 35;
+        uint64_t start;
+        if ((pointer & 3) != 1 || (pointer >> 32 & 7) != k_byte_elements ||
+            !target(at, pointer, (count + 7) / 8, start))
+            return false;
+        auto* data = reinterpret_cast<const char*>(m_words + start * 8);
+        if (is_text) {
+            if (count == 0 || data[count - 1] != '\0') return false;
+            --count;
+        }
+        out = {count ? data : "", count};
+        return true;
+    }
+
+private:
+    const std::byte* m_words;
+    uint64_t m_count;
+    uint64_t m_budget;
+};
+
+}  // namespace
+
+bool read_message_view(const Frame& frame, MessageView* view) {
+    if (frame.word_count < 2) return false;
+    uint32_t table[2];
+    std::memcpy(table, frame.words, sizeof(table));
+    if (table[0] != 0 || table[1] != frame.word_count - 1) return false;
+    SegmentWords words(frame.words + 1, frame.word_count - 1);
+    uint64_t message;
+    if (!words.structure(0, k_message_data_words, k_message_pointers, message)) return false;
+    uint64_t pointers = message + k_message_data_words;
+    uint16_t control = words.tag(message, k_control_byte);
+    if (control == schema::Message::Control::BARRIER) {
+        for (uint64_t slot = 0; slot < k_barrier; ++slot)
+            if (words.word(pointers + slot) != 0) return false;
+        uint64_t barrier;
+        if (!words.structure(pointers + k_barrier, k_barrier_data_words, 0, barrier)) return false;
+        if (view) {
+            view->fields.clear();
+            view->barrier = true;
+            view->barrier_number = words.word(barrier);
+            view->time = static_cast<int64_t>(words.word(barrier + 1));
+        }
+        return true;
+    }
+    if (control != schema::Message::Control::NONE || words.word(pointers + k_barrier) != 0)
+        return false;
+    // Checked into locals: a check alone (no view) builds nothing.
+    std::string_view id, source, gateway, kind, body;
+    if (!words.bytes(pointers + k_id, false, id) || !words.bytes(pointers + k_source, true, source) ||
+        !words.bytes(pointers + k_gateway, true, gateway) ||
+        !words.bytes(pointers + k_kind, true, kind) || !words.bytes(pointers + k_body, false, body))
+        return false;
+    if (view) {
+        view->fields.clear();
+        view->barrier = false;
+        view->time = static_cast<int64_t>(words.word(message));
+        view->ingested = static_cast<int64_t>(words.word(message + 1));
+        view->id = id;
+        view->source = source;
+        view->gateway = gateway;
+        view->kind = kind;
+        view->body = body;
+    }
+    uint64_t list = words.word(pointers + k_fields);
+    if (list == 0) return true;
+    constexpr uint64_t k_field_words = k_field_data_words + k_field_pointers;
+    uint64_t list_words = list >> 35, start;
+    if ((list & 3) != 1 || (list >> 32 & 7) != k_composite_elements ||
+        !words.target(pointers + k_fields, list, list_words + 1, start))
+        return false;
+    // The tag word: shaped like a struct pointer whose offset is the element count.
+    uint64_t tag = words.word(start);
+    uint64_t count = tag >> 2 & 0x3FFFFFFF;
+    if ((tag & 3) != 0 || tag >> 32 != (k_field_data_words | k_field_pointers << 16) ||
+        count * k_field_words != list_words)
+        return false;
+    FieldView local;
+    for (uint64_t i = 0; i < count; ++i) {
+        FieldView& field = view ? view->fields.emplace_back() : local;
+        uint64_t element = start + 1 + i * k_field_words;
+        uint64_t name = element + k_field_data_words;
+        if (!words.bytes(name, true, field.name)) return false;
+        field.which = static_cast<schema::Field::Value::Which>(words.tag(element, k_field_tag_byte));
+        uint64_t value = words.word(element);
+        switch (field.which) {
+            case schema::Field::Value::FLOAT: std::memcpy(&field.float_value, &value, 8); break;
+            case schema::Field::Value::INT: field.int_value = static_cast<int64_t>(value); break;
+            case schema::Field::Value::BOOL: field.bool_value = value & 1; break;
+            case schema::Field::Value::TEXT:
+            case schema::Field::Value::JSON:
+                if (!words.bytes(name + 1, true, field.text)) return false;
+                break;
+            default: return false;
+        }
+        if (field.which != schema::Field::Value::TEXT && field.which != schema::Field::Value::JSON &&
+            words.word(name + 1) != 0)
+            return false;
+    }
+    return true;
+}
+
+}  // namespace mh::wire
