@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # mh-endpoint --command-queue: commands for an absent gateway wait in LMDB, survive a restart
-# of the endpoint and arrive in order (curl over real TLS, GET /v1/commands); a full queue drops
+# of the endpoint and arrive in order (curl over real TLS, GET /v1/commands; mosquitto_sub over TLS with
+# a token); a full queue drops
 # the oldest (counted); a command whose --command-ttl passed is dropped as expired (counted).
 source "$(dirname "$0")/lib.sh"
 
@@ -17,11 +18,12 @@ token1=$(mh-endpoint token --registry registry.toml --gateway gw-01)
 start() {
   : > endpoint.log
   mh-endpoint --registry registry.toml --cert server/server.crt --key server/server.key \
-    --https 127.0.0.1:0 --metrics 127.0.0.1:0 --commands "@ipc://$WORK/commands.sock" \
+    --https 127.0.0.1:0 --mqtt 127.0.0.1:0 --metrics 127.0.0.1:0 --commands "@ipc://$WORK/commands.sock" \
     --command-queue "$WORK/queue" --max-pending-commands 2 "$@" --out out.frames 2>> endpoint.log &
   ENDPOINT=$!
   BACKGROUND_PIDS+=("$ENDPOINT")
   port=$(wait_log_port 20 endpoint.log 'listening on https')
+  mqtt_port=$(wait_log_port 20 endpoint.log 'listening on mqtt')
   metrics_port=$(wait_log_port 20 endpoint.log 'metrics on port')
 }
 stop() { kill -TERM "$ENDPOINT"; wait_pid_exit 20 "$ENDPOINT"; }
@@ -49,6 +51,20 @@ stop
 begin "taken commands stay taken across a restart"
 start
 expect_eq "none" 204 "$(get)"
+stop
+
+begin "MQTT: a command queued before a restart reaches mosquitto_sub after it"
+start
+echo '{"kind":"command","gateway":"gw-01","source":"sensor-000002","action":"blink"}' \
+  | mh-cat --from json --out ">ipc://$WORK/commands.sock"
+wait_until 20 queued 1 && pass || fail "the command was not queued"
+stop
+start
+mosquitto_sub --cafile ca/ca.crt -h 127.0.0.1 -p "$mqtt_port" -u gw-01 -P "$token1" -c -i gw01-console -q 1 \
+  -t 'commands/gw-01/#' -C 1 -W 20 -v > got.txt 2> sub.err
+expect_eq "exit code" 0 "$?"
+expect_contains "topic" "commands/gw-01/sensor-000002 " "$(cat got.txt)"
+expect_eq "payload" "blink" "$(sed 's/^[^ ]* //' got.txt | jq -r .action)"
 stop
 
 begin "a command whose time to live passed is dropped as expired"
