@@ -30,6 +30,19 @@ mh-store stat --db "$run/history"
 mh-store query --db "$run/history" --where 'kind == "alert"' --format json --time-format rfc3339
 
 echo
+echo "== A minute per sensor, as people read it: mean, max and p99 of temperature per source,"
+echo "   and the anomalies found by the detectors (z-score spikes, stuck and silent sensors) =="
+mh-gen --sources 4 --count 960 --seed 3 --anomalies 0.01 \
+  | mh-aggregate --window 1m --by source --agg 'count(), mean(temperature) as mean_t, max(temperature), p99(temperature)' \
+                 --detect 'zscore(temperature) > 6' --detect 'stuck(temperature, 30s)' --detect 'silence(30s)' \
+  | mh-cat --to text
+
+echo
+echo "== The same kind of channel as a manifest: checked and drawn by mh-route =="
+mh-route check examples/cold-chain.toml
+mh-route graph --text examples/cold-chain.toml
+
+echo
 echo "== the same kind of message as JSON, the way HTTP and MQTT payloads carry it =="
 mh-gen --count 2 --seed 1 | mh-cat --to json --time rfc3339
 

@@ -1,6 +1,7 @@
 #include "aggregate/aggregator.h"
 
 #include "core/error.h"
+#include "expr/field_builder.h"
 #include "message/id.h"
 
 #include <fmt/format.h>
@@ -12,6 +13,9 @@
 
 namespace mh::aggregate {
 namespace {
+using expr::copy_text;
+using expr::set_name;
+using expr::set_value;
 
 constexpr std::string_view k_aggregate_kind = "aggregate";
 constexpr std::string_view k_alert_kind = "alert";
@@ -76,30 +80,6 @@ double as_double(const expr::Value& v) {
     return v.type == expr::Type::integer ? static_cast<double>(v.integer) : v.floating;
 }
 
-void copy_text(capnp::Text::Builder to, std::string_view from) {
-    std::memcpy(to.begin(), from.data(), from.size());
-}
-void set_name(schema::Field::Builder field, std::string_view name) {
-    copy_text(field.initName(static_cast<unsigned>(name.size())), name);
-}
-void set_value(schema::Field::Value::Builder to, const expr::Value& value) {
-    switch (value.type) {
-        case expr::Type::boolean:
-            to.setBool(value.boolean);
-            break;
-        case expr::Type::integer:
-            to.setInt(value.integer);
-            break;
-        case expr::Type::floating:
-            to.setFloat(value.floating);
-            break;
-        case expr::Type::text:
-            copy_text(to.initText(static_cast<unsigned>(value.text.size())), value.text);
-            break;
-        case expr::Type::missing:
-            break;
-    }
-}
 
 // A value kept across messages (first, last, stuck): text is copied, reusing capacity.
 struct Held {
@@ -323,7 +303,7 @@ void Aggregator::index_erase(uint64_t hash, uint32_t group) {
 }
 
 Aggregator::Aggregator(AggregatorConfig config, const wire::FrameLimits& limits, Log& log)
-    : m_config(std::move(config)), m_log(log), m_reader_options(wire::reader_options(limits)) {
+    : m_config(std::move(config)), m_log(log), m_opener(limits) {
     auto usage = [](std::string text) { return Error(ExitCode::usage, std::move(text)); };
     switch (m_config.window) {
         case WindowKind::tumbling:
@@ -722,8 +702,12 @@ bool Aggregator::assign(uint32_t g, int64_t time, int64_t watermark_before) {
 }
 
 Disposition Aggregator::process(const wire::Frame& frame, int64_t now_ns) {
-    capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count), m_reader_options);
-    auto message = reader.getRoot<schema::Message>();
+    // Judged whole here, then read without Cap'n Proto's per-access bounds checks.
+    if (auto reason = m_opener.open_checked(frame)) {
+        m_garbled_reason = std::move(*reason);
+        return Disposition::garbled;
+    }
+    auto message = m_opener.message();
     if (message.getControl().isBarrier()) {
         ++m_stats.barriers;
         m_stats.last_barrier = message.getControl().getBarrier().getNumber();

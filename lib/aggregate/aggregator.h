@@ -20,6 +20,7 @@
 #include "expr/expr.h"
 #include "message/scratch_builder.h"
 #include "wire/frame.h"
+#include "wire/frame_opener.h"
 
 #include <cstdint>
 #include <memory>
@@ -59,6 +60,7 @@ enum class Disposition : uint8_t {
     used,     // counted in its open windows (and detectors)
     late,     // every window it belongs to had closed: counted, for --late
     barrier,  // a checkpoint barrier: the caller writes output(), then the barrier
+    garbled,  // the frame cannot be read: garbled_reason() says why
 };
 
 struct AggregatorStats {
@@ -80,10 +82,11 @@ class Aggregator {
     Aggregator(const Aggregator&) = delete;
     Aggregator& operator=(const Aggregator&) = delete;
 
-    // One frame that passed wire::check_frame. `now_ns` is the wall clock: the message's
+    // One frame, garbled or not. `now_ns` is the wall clock: the message's
     // time under --clock wall, and the `ingested` of what is emitted. Emitted frames
     // accumulate in output() until take_output().
     Disposition process(const wire::Frame& frame, int64_t now_ns);
+    const std::string& garbled_reason() const { return m_garbled_reason; }
 
     // The wall clock moved (--clock wall): windows that ended close.
     void tick(int64_t now_ns);
@@ -170,7 +173,8 @@ class Aggregator {
 
     AggregatorConfig m_config;
     Log& m_log;
-    capnp::ReaderOptions m_reader_options;
+    wire::FrameOpener m_opener;
+    std::string m_garbled_reason;
 
     // Fields the configuration reads, by slot; per message their values (text views into
     // the frame) and whether present.

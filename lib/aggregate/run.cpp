@@ -195,7 +195,6 @@ int run(const AggregateOptions& options, cli::ToolContext& context) {
         if (state && now_ns - last_save_ns >= state_every_ns) save(0);
     };
 
-    const wire::FrameLimits limits = context.limits();
     auto last_flush = std::chrono::steady_clock::now();
     int64_t now_ns = wall_clock_ns();
     wire::Frame frame;
@@ -233,28 +232,31 @@ int run(const AggregateOptions& options, cli::ToolContext& context) {
 
         ++in;
         bytes_in += frame.byte_count();
-        if (auto reason = wire::check_frame(frame, limits)) {
-            ++garbled;
-            context.log().warn("dropped a garbled frame of {} bytes: {}", frame.byte_count(), *reason);
-            if (dead_letter) dead_letter->write(frame);
-        } else {
-            if (wall) now_ns = wall_clock_ns();
-            switch (aggregator.process(frame, now_ns)) {
-                case Disposition::used:
-                    break;
-                case Disposition::late:
-                    if (late_sink) late_sink->write(frame);
-                    break;
-                case Disposition::barrier:
-                    write_output();
-                    // The snapshot holds everything before the barrier, and nothing after it.
-                    if (state) save(aggregator.stats().last_barrier);
-                    for (auto* sink : data_sinks) sink->write(frame);
-                    if (late_sink) late_sink->write(frame);
-                    ++out;
-                    bytes_out += frame.byte_count();
-                    break;
-            }
+        if (wall) now_ns = wall_clock_ns();
+        Disposition disposition = aggregator.process(frame, now_ns);
+        switch (disposition) {
+            case Disposition::garbled:
+                ++garbled;
+                context.log().warn("dropped a garbled frame of {} bytes: {}", frame.byte_count(),
+                                   aggregator.garbled_reason());
+                if (dead_letter) dead_letter->write(frame);
+                break;
+            case Disposition::used:
+                break;
+            case Disposition::late:
+                if (late_sink) late_sink->write(frame);
+                break;
+            case Disposition::barrier:
+                write_output();
+                // The snapshot holds everything before the barrier, and nothing after it.
+                if (state) save(aggregator.stats().last_barrier);
+                for (auto* sink : data_sinks) sink->write(frame);
+                if (late_sink) late_sink->write(frame);
+                ++out;
+                bytes_out += frame.byte_count();
+                break;
+        }
+        if (disposition != Disposition::garbled) {
             write_output();
             idle_closed = false;
         }

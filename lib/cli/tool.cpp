@@ -3,6 +3,7 @@
 #include "wire/fd_input.h"
 #include "wire/fd_output.h"
 
+#include <cstdlib>
 #include <fcntl.h>
 #include <kj/exception.h>
 #include <unistd.h>
@@ -52,7 +53,22 @@ ToolContext::ToolContext(std::string tool, const CommonOptions& options)
 
 ToolContext::~ToolContext() {
     m_metrics_server.reset();
+    write_final_metrics();
     for (int fd : m_owned_fds) ::close(fd);
+}
+
+void ToolContext::write_final_metrics() noexcept {
+    // mh-route learns from this what a stage sent before it ended: a metrics server ends
+    // with its process, so the last counts would otherwise be lost.
+    const char* path = std::getenv(k_final_metrics_env);
+    if (!path || !*path) return;
+    std::string text = m_metrics.render();
+    std::string temporary = std::string(path) + ".tmp";
+    int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    if (written) ::rename(temporary.c_str(), path);
 }
 
 zmq::Context& ToolContext::zmq() {

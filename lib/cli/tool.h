@@ -34,6 +34,10 @@ enum class Streams { in_and_out, out_only };
 // --in/--out (as `streams` says), --dead-letter, --metrics, --log-level, --max-frame, --version.
 void add_common_options(CLI::App& app, CommonOptions& options, Streams streams);
 
+// When this environment variable names a file, a tool writes its metrics there (Prometheus
+// text) as it exits: how mh-route knows what a stage that ended had sent.
+constexpr const char* k_final_metrics_env = "MH_METRICS_FINAL";
+
 // What a tool's component gets from main(): everything with a lifetime is owned here.
 class ToolContext {
 public:
@@ -55,6 +59,8 @@ public:
     int open_output_fd(const std::string& spec);
 
 private:
+    void write_final_metrics() noexcept;
+
     CommonOptions m_options;
     Log m_log;
     StopFlag m_stop{false};

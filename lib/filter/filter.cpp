@@ -1,6 +1,7 @@
 #include "filter/filter.h"
 
 #include "core/error.h"
+#include "expr/field_builder.h"
 #include "filter/hash.h"
 #include "message/time.h"
 
@@ -14,6 +15,8 @@
 
 namespace mh::filter {
 namespace {
+using expr::copy_text;
+using expr::set_value;
 
 // Header names: expressions read them as the message's header, so they are no field names.
 constexpr std::array<std::string_view, 7> k_headers = {"id",      "time", "ingested", "source",
@@ -71,9 +74,6 @@ size_t display_width(std::string_view text) {
     }));
 }
 
-void copy_text(capnp::Text::Builder to, std::string_view from) {
-    std::memcpy(to.begin(), from.data(), from.size());
-}
 
 void set_text(schema::Field::Builder field, std::string_view name, std::string_view text) {
     copy_text(field.initName(static_cast<unsigned>(name.size())), name);
@@ -100,25 +100,6 @@ void copy_value(schema::Field::Value::Reader from, schema::Field::Value::Builder
     }
 }
 
-// boolean -> bool, integer -> int, floating -> float, text -> text. Never called for missing.
-void set_value(schema::Field::Value::Builder to, const expr::Value& value) {
-    switch (value.type) {
-        case expr::Type::boolean:
-            to.setBool(value.boolean);
-            break;
-        case expr::Type::integer:
-            to.setInt(value.integer);
-            break;
-        case expr::Type::floating:
-            to.setFloat(value.floating);
-            break;
-        case expr::Type::text:
-            copy_text(to.initText(static_cast<unsigned>(value.text.size())), value.text);
-            break;
-        case expr::Type::missing:
-            break;
-    }
-}
 
 std::string_view view(capnp::Text::Reader text) { return {text.cStr(), text.size()}; }
 

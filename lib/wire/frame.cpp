@@ -78,13 +78,7 @@ std::optional<std::string> check_message(schema::Message::Reader root) {
 }
 
 std::optional<std::string> check_frame(const Frame& frame, const FrameLimits& limits) {
-    // mh's own layout is sound by what read_message_view checks: no walk and no reads through
-    // Cap'n Proto needed. Within the limit, so that the traversal limit could not refuse it.
-    if (frame.byte_count() <= limits.max_frame_bytes && read_message_view(frame, nullptr))
-        return std::nullopt;
-    FrameOpener opener(limits);
-    if (auto reason = opener.open(frame)) return reason;
-    return check_message(opener.message());
+    return FrameOpener(limits).open_checked(frame);
 }
 
 void append_frame(capnp::MessageBuilder& message, std::vector<std::byte>& out) {

@@ -1,5 +1,7 @@
 #include "wire/frame_opener.h"
 
+#include "wire/message_view.h"
+
 #include <kj/exception.h>
 
 #include <cstdint>
@@ -127,13 +129,19 @@ Layout check_layout(const Frame& frame, const capnp::ReaderOptions& options, con
     return layout;
 }
 
-FrameOpener::FrameOpener(const FrameLimits& limits) : m_options(reader_options(limits)) {}
+FrameOpener::FrameOpener(const FrameLimits& limits)
+    : m_options(reader_options(limits)), m_max_frame_bytes(limits.max_frame_bytes) {}
 
 std::optional<std::string> FrameOpener::open(const Frame& frame) {
     m_checked.reset();
+    m_own_layout = false;
     const char* reason = nullptr;
     try {
-        switch (check_layout(frame, m_options, &reason)) {
+        // mh's own layout is recognised by a cheaper pass than the general walk; within the
+        // frame limit, so that the traversal limit could not have refused it either.
+        m_own_layout = frame.byte_count() <= m_max_frame_bytes && read_message_view(frame, nullptr);
+        Layout layout = m_own_layout ? Layout::sound : check_layout(frame, m_options, &reason);
+        switch (layout) {
             case Layout::sound:
                 // Every pointer lands inside the segment: read without bounds checks. Wrong
                 // kinds of pointers and unterminated text are still refused by Cap'n Proto,
@@ -152,6 +160,12 @@ std::optional<std::string> FrameOpener::open(const Frame& frame) {
         return std::string(e.getDescription().cStr());
     }
     return std::nullopt;
+}
+
+std::optional<std::string> FrameOpener::open_checked(const Frame& frame) {
+    if (auto reason = open(frame)) return reason;
+    if (m_own_layout) return std::nullopt;
+    return check_message(m_message);
 }
 
 }  // namespace mh::wire

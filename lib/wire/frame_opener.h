@@ -24,16 +24,20 @@ class FrameOpener {
 
     // Checks `frame`; when it is sound, message() reads it until the next open() (the frame's
     // bytes must stay where they are until then). Returns the reason when it is garbled.
-    // check_frame() adds check_message() for readers that want every part judged now.
     std::optional<std::string> open(const Frame& frame);
+    // open(), and every part judged now (check_message) unless the frame is in mh's own
+    // layout, which read_message_view() already judged whole: what check_frame() does.
+    std::optional<std::string> open_checked(const Frame& frame);
     schema::Message::Reader message() const { return m_message; }
 
   private:
     capnp::ReaderOptions m_options;
+    size_t m_max_frame_bytes;
     // For frames off the fast path. A pointer: the reader's destructor may throw (KJ's way),
     // which would make ours do so too.
     std::unique_ptr<capnp::FlatArrayMessageReader> m_checked;
     schema::Message::Reader m_message;
+    bool m_own_layout = false;  // the last frame opened passed read_message_view()
 };
 
 // The walk behind the fast path, for tests and fuzzing: `sound` when every pointer of a

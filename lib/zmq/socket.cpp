@@ -30,9 +30,17 @@ void set_int(void* socket, int option, int value, const char* name) {
 
 Context::Context(const StopFlag* stop, Log* log) : m_context(zmq_ctx_new()), m_stop(stop), m_log(log) {
     if (!m_context) fail("zmq_ctx_new", ExitCode::software);
+    try {
+        m_curve = curve_from_environment();
+        if (m_curve) m_zap = std::make_unique<ZapHandler>(m_context, m_curve->clients, m_log);
+    } catch (...) {
+        zmq_ctx_term(m_context);
+        throw;
+    }
 }
 
 Context::~Context() {
+    m_zap.reset();  // its socket must be closed before the context can end
     while (zmq_ctx_term(m_context) != 0 && zmq_errno() == EINTR) {
         if (m_stop && m_stop->load(std::memory_order_relaxed)) {
             if (m_log) m_log->warn("stopped while waiting to deliver queued messages to a peer that is not reading: they are lost");
@@ -51,6 +59,14 @@ Socket::Socket(Context& context, const Endpoint& endpoint)
     if (endpoint.pattern == Pattern::sub && zmq_setsockopt(m_socket, ZMQ_SUBSCRIBE, "", 0) != 0)
         fail("zmq_setsockopt(ZMQ_SUBSCRIBE)", ExitCode::software);
     for (const auto& attachment : endpoint.attachments) {
+        if (const CurveConfig* curve = context.curve()) {
+            try {
+                apply_curve(m_socket, *curve, attachment);
+            } catch (...) {
+                zmq_close(m_socket);
+                throw;
+            }
+        }
         std::string_view address = attachment.address;
         if (attachment.bind && (address.ends_with(":0") || address.ends_with(":*"))) m_binds_any_port = true;
         int rc = attachment.bind ? zmq_bind(m_socket, attachment.address.c_str())

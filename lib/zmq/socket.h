@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "core/stop.h"
 #include "wire/stream.h"
+#include "zmq/curve.h"
 #include "zmq/endpoint.h"
 
 #include <zmq.h>
@@ -27,11 +28,15 @@ public:
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
     void* get() const { return m_context; }
+    // CURVE for tcp attachments, from the environment (see zmq/curve.h); null when off.
+    const CurveConfig* curve() const { return m_curve ? &*m_curve : nullptr; }
 
 private:
     void* m_context;
     const StopFlag* m_stop;
     Log* m_log;
+    std::optional<CurveConfig> m_curve;
+    std::unique_ptr<ZapHandler> m_zap;
 };
 
 // A socket attached to every address of an endpoint; closed in the destructor.
