@@ -194,26 +194,19 @@ void HttpGatewaySession::post_messages(const http::Request& request) {
 }
 
 void HttpGatewaySession::get_commands() {
-    auto& queue = m_connection.gateway()->commands;
     http::Response response;
-    if (queue.empty()) {
+    size_t count = m_connection.take_queued_commands([&](const wire::Frame& frame) {
+        capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count));
+        m_encoder.encode(reader.getRoot<schema::Message>(), response.body);
+        return true;
+    });
+    if (count == 0) {
         response.status = 204;
         respond(std::move(response));
         return;
     }
     response.status = 200;
     response.content_type = "application/x-ndjson";
-    size_t count = 0;
-    while (!queue.empty()) {
-        const auto& bytes = queue.front();
-        std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
-        std::memcpy(words.data(), bytes.data(), bytes.size());
-        capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()));
-        m_encoder.encode(reader.getRoot<schema::Message>(), response.body);
-        queue.pop_front();
-        ++count;
-    }
-    m_connection.count_delivered(count);
     respond(std::move(response));
 }
 

@@ -53,6 +53,8 @@ int run(const EndpointOptions& options, cli::ToolContext& context, ReloadFlag& r
     server_options.refusal_log_interval_ns = duration_option(options.log_interval, "--log-interval");
     server_options.max_message_bytes = options.max_message_bytes;
     server_options.max_pending_commands = options.max_pending_commands;
+    server_options.command_queue = options.command_queue;
+    server_options.command_ttl_ns = duration_option(options.command_ttl, "--command-ttl");
 
     RegistryGatekeeper gatekeeper(gateway::Registry::load(options.registry));
     log.info("{} gateways in {}", gatekeeper.registry().size(), options.registry);

@@ -26,6 +26,8 @@ struct EndpointOptions {
     std::string log_interval = "10s";
     size_t max_message_bytes = k_default_max_message_bytes;
     size_t max_pending_commands = k_default_max_pending_commands;
+    std::string command_queue;
+    std::string command_ttl = "24h";
 };
 
 // Runs until SIGTERM/SIGINT. `reload` is the SIGHUP flag main() installed.

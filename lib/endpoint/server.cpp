@@ -1,6 +1,7 @@
 #include "endpoint/server.h"
 
 #include "core/error.h"
+#include "endpoint/command_queue.h"
 #include "endpoint/http_gateway.h"
 #include "endpoint/mqtt_gateway.h"
 #include "endpoint/native.h"
@@ -172,15 +173,34 @@ double Connection::quota_wait_seconds(double messages, double bytes) const {
 }
 
 void Connection::take_queued_commands() {
-    if (!m_gateway) return;
+    take_queued_commands([&](const wire::Frame& frame) { return m_session->deliver(frame); });
+}
+
+size_t Connection::take_queued_commands(const std::function<bool(const wire::Frame&)>& deliver) {
+    if (!m_gateway) return 0;
+    size_t delivered = 0;
+    if (m_server.m_queue) {
+        size_t expired = 0;
+        delivered = m_server.m_queue->take(
+            m_gateway->id, m_server.m_wall_ns,
+            [&](store::Bytes bytes) {
+                wire::Frame frame{reinterpret_cast<const capnp::word*>(bytes.data()),
+                                  bytes.size() / sizeof(capnp::word)};
+                return deliver(frame);
+            },
+            expired);
+        m_server.m_commands_expired.add(expired);
+    }
     auto& queue = m_gateway->commands;
     while (!queue.empty()) {
         const auto& bytes = queue.front();
         wire::Frame frame{reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word)};
-        if (!m_session->deliver(frame)) break;
-        m_server.m_commands_delivered.add();
+        if (!deliver(frame)) break;
+        ++delivered;
         queue.pop_front();
     }
+    m_server.m_commands_delivered.add(delivered);
+    return delivered;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -202,7 +222,13 @@ Server::Server(const ServerOptions& options, std::shared_ptr<tls::Context> tls, 
       m_accepted_connections(metrics.counter("mh_endpoint_connections_total", "Connections accepted")),
       m_commands_delivered(metrics.counter("mh_endpoint_commands_delivered_total", "Commands sent to gateways")),
       m_commands_queued(metrics.counter("mh_endpoint_commands_queued_total",
-                                        "Commands kept for a gateway that was not connected")) {
+                                        "Commands kept for a gateway that was not connected")),
+      m_commands_expired(metrics.counter("mh_endpoint_commands_expired_total",
+                                         "Queued commands dropped because their time to live passed")),
+      m_commands_dropped(metrics.counter("mh_endpoint_commands_dropped_total",
+                                         "Queued commands dropped because the gateway's queue was full")) {
+    if (!m_options.command_queue.empty())
+        m_queue = std::make_unique<CommandQueue>(m_options.command_queue, m_options.max_pending_commands);
     if (!m_tls && !m_options.insecure_loopback)
         throw Error(ExitCode::usage, "TLS needs --cert and --key (plaintext only with --insecure-loopback)");
     m_scratch = std::make_unique<capnp::word[]>(k_read_chunk_bytes / sizeof(capnp::word));
@@ -603,7 +629,18 @@ void Server::route_command(const wire::Frame& frame) {
             return;
         }
     }
+    if (m_queue) {
+        size_t dropped = m_queue->push(state.id, frame.bytes(), m_wall_ns + m_options.command_ttl_ns);
+        if (dropped) {
+            m_commands_dropped.add(dropped);
+            m_refusals.refuse(reason::commands, state.id,
+                              "the gateway's command queue is full; the oldest is dropped", dropped);
+        }
+        m_commands_queued.add();
+        return;
+    }
     if (state.commands.size() >= m_options.max_pending_commands) {
+        m_commands_dropped.add();
         m_refusals.refuse(reason::commands, state.id,
                           fmt::format("{} commands already wait for this gateway; the oldest is dropped",
                                       state.commands.size()));

@@ -37,6 +37,7 @@ constexpr int64_t k_default_handshake_timeout_ns = 10'000'000'000;  // TLS and l
 constexpr int64_t k_default_idle_timeout_ns = 300'000'000'000;
 constexpr int64_t k_default_refusal_log_interval_ns = 10'000'000'000;
 constexpr size_t k_default_max_pending_commands = 1000;  // per gateway
+constexpr int64_t k_default_command_ttl_ns = 86'400'000'000'000;  // 24 h
 constexpr size_t k_read_chunk_bytes = 64 << 10;
 constexpr size_t k_read_budget_bytes = 1 << 20;  // per connection per round: fairness
 
@@ -53,10 +54,13 @@ struct ServerOptions {
     int64_t refusal_log_interval_ns = k_default_refusal_log_interval_ns;
     size_t max_message_bytes = k_default_max_message_bytes;
     size_t max_pending_commands = k_default_max_pending_commands;
+    std::string command_queue;  // a directory: commands for absent gateways wait in LMDB there
+    int64_t command_ttl_ns = k_default_command_ttl_ns;  // undelivered commands expire after this
     uint64_t seed = 0;  // of the id generator; 0 = from the clock
 };
 
 class Server;
+class CommandQueue;
 class Connection;
 
 // One protocol's side of one connection. The server feeds it bytes and tells it when the
@@ -105,6 +109,8 @@ public:
     void refuse(std::string_view why, std::string_view what, uint64_t count = 1);
     // Commands queued for this gateway while it was away, delivered through the session now.
     void take_queued_commands();
+    // The same through `deliver` (false: stop, the command stays queued); returns how many.
+    size_t take_queued_commands(const std::function<bool(const wire::Frame&)>& deliver);
     // Seconds until the gateway's quota would allow `messages` of `bytes` (HTTP Retry-After).
     double quota_wait_seconds(double messages, double bytes) const;
 
@@ -205,6 +211,9 @@ private:
     metrics::Counter& m_accepted_connections;
     metrics::Counter& m_commands_delivered;
     metrics::Counter& m_commands_queued;
+    metrics::Counter& m_commands_expired;
+    metrics::Counter& m_commands_dropped;
+    std::unique_ptr<CommandQueue> m_queue;  // with --command-queue
     std::unique_ptr<capnp::word[]> m_scratch;  // reads land here first
     int m_epoll = -1;
     std::vector<ListenerEntry> m_listeners;

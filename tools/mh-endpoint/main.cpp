@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
                    "Commands kept per gateway while it is away; beyond, the oldest is dropped (counted)")
         ->capture_default_str()
         ->check(unsigned_number);
+    app.add_option("--command-queue", o.command_queue,
+                   "Directory of an LMDB queue where commands for absent gateways wait, across restarts");
+    app.add_option("--command-ttl", o.command_ttl, "How long an undelivered command waits before it expires")
+        ->capture_default_str();
     mh::gateway::add_provision_commands(app);
     mh::ReloadFlag reload{false};
     return mh::cli::run_main(app, o.common, argc, argv, [&](mh::cli::ToolContext& context) {

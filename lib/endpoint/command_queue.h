@@ -1,0 +1,39 @@
+// Commands for gateways that are away, kept in LMDB so a restart of mh-endpoint loses none.
+// Key: gateway id, a zero byte, an 8-byte big-endian sequence (so a gateway's commands sort in
+// arrival order); value: the 8-byte expiry (wall clock ns) and the command frame.
+#pragma once
+
+#include "store/lmdb.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace mh::endpoint {
+
+class CommandQueue {
+public:
+    // Opens (creating) the queue in directory `dir`; at most `max_per_gateway` wait per gateway.
+    CommandQueue(const std::string& dir, size_t max_per_gateway);
+    ~CommandQueue();
+
+    // Stores a command; returns how many older ones were dropped to make room (0 or 1).
+    size_t push(std::string_view gateway, store::Bytes frame, int64_t expires_ns);
+    // Offers the gateway's commands in order: expired ones (expires_ns < now) are removed and
+    // counted in `expired`; `deliver` returns false to stop (the command stays queued).
+    // Returns how many were delivered.
+    size_t take(std::string_view gateway, int64_t now_ns, const std::function<bool(store::Bytes)>& deliver,
+                size_t& expired);
+    size_t size(std::string_view gateway);
+
+private:
+    std::string prefix(std::string_view gateway) const;
+    std::unique_ptr<store::Env> m_env;
+    MDB_dbi m_table = 0;
+    size_t m_max;
+    uint64_t m_next_seq = 1;
+};
+
+}  // namespace mh::endpoint
