@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
-ctest --test-dir build --output-on-failure -j2 --timeout 600
+# A test that fails is run once more: on a loaded 2-core machine a few suites with real
+# peers (HTTP, TLS) have shown rare timing failures; a test failing twice fails the run.
+ctest --test-dir build --output-on-failure -j2 --timeout 600 --repeat until-pass:2
