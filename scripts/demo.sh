@@ -36,12 +36,16 @@ echo "   12 sensors behind 3 gateways (mh-gen) and a cold room whose door is ope
 echo "   that speaks MQTT with mosquitto_pub) send over TLS with tokens to mh-endpoint; readings"
 echo "   are stored (mh-store), aggregated per minute (mh-aggregate) and checked against 8 °C"
 echo "   (mh-filter); alerts go to mh-notify, which calls a webhook and sends the command"
-echo "   cool_down back to the gateway, where the cold room's controller (mosquitto_sub) gets it =="
+echo "   cool_down back to the gateway, where the cold room's controller (mh-stream mqtt) gets it =="
 python3 examples/webhook-receiver.py --secret-file "$channel/hook.key" --log "$run/webhook.jsonl" 2> "$run/webhook.log" &
 pids+=($!)
 wait_for 10 grep -q 'listening on' "$run/webhook.log" || { cat "$run/webhook.log" >&2; exit 69; }
 hook_port=$(grep -oE '[0-9]+$' "$run/webhook.log" | head -1)
-examples/cold-chain-setup.sh --hook-url "http://127.0.0.1:$hook_port/hooks/mh" "$channel"
+# The gateways send for all but the last few seconds, then stop by themselves (mh-gen waits
+# for the endpoint's acknowledgement of every reading); SIGTERM then drains the channel.
+send=$((seconds > 8 ? seconds - 4 : 4))
+examples/cold-chain-setup.sh --hook-url "http://127.0.0.1:$hook_port/hooks/mh" \
+  --readings $((24 * send)) --cold-room-readings $((send / 2)) "$channel"
 manifest=$channel/cold-chain-gateways.toml
 mh-route graph --text "$manifest" | sed -n '1,2p'
 mh-route up "$manifest" --runtime-dir "$run/rt" 2> "$run/up.log" &
@@ -56,11 +60,13 @@ for at in $((seconds / 3)) $((seconds - 4)); do
   status > "$run/status.txt" || true
   cat "$run/status.txt"
   restarted=$(awk 'NR > 2 && $4 > 0 { printf "%s%s", sep, $1; sep = ", " }' "$run/status.txt")
-  [ -z "$restarted" ] || [ "$at" -ne $((seconds / 3)) ] || echo "   ($restarted started before the endpoint listened, failed, and mh-route restarted them)"
+  [ -z "$restarted" ] || [ "$at" -ne $((seconds / 3)) ] || echo "   (restarted by mh-route: $restarted, which started before the endpoint listened)"
   echo "   webhook calls so far: $(grep -c '^webhook: signed' "$run/webhook.log" || true)," \
-       "commands at the cold room's controller: $(wc -l < "$channel/controller.log" 2>/dev/null || echo 0)"
+       "commands at the cold room's controller: $(mh-cat --to json < "$channel/controller.frames" 2>/dev/null | wc -l)"
 done
 while [ $SECONDS -lt "$seconds" ]; do sleep 0.2; done
+fleet_done() { [ "$(awk -F'\t' '$1 == "fleet" { print $3 }' "$run/rt/processes.tsv")" = exited ]; }
+wait_for 30 fleet_done || echo "demo: the gateways are still sending; stopping them with the channel" >&2
 echo
 echo "-- SIGTERM: mh-route drains the channel from the sources down --"
 kill -TERM $up
@@ -87,11 +93,10 @@ echo "   and when it resolves; each signed with HMAC-SHA256, checked by the rece
 grep '^webhook: ' "$run/webhook.log" | sed 's/^/  /'
 
 echo
-echo "== The commands delivered to the cold room's controller (mosquitto_sub, logged in as the"
+echo "== The commands delivered to the cold room's controller (mh-stream mqtt, logged in as the"
 echo "   gateway cold-room, subscribed to commands/cold-room/#) =="
-jq -Rr 'capture("^(?<topic>[^ ]+) (?<json>.*)$") | .topic as $topic | (.json | fromjson) as $c
-         | "  \($topic): \($c.command) (\($c.state), incident \($c.incident))"' \
-  "$channel/controller.log"
+mh-cat --to json < "$channel/controller.frames" \
+  | jq -r '"  \(.ingested / 1e9 | floor | strftime("%H:%M:%S"))  \(.command) for \(.source) (\(.state), incident \(.incident))"'
 echo "  (the fleet's commands went to mh-gen's own connections: $(grep -c 'gateway":"gw-' "$run/webhook.jsonl" || true) notifications for gw-01..gw-03)"
 
 echo
