@@ -525,6 +525,12 @@ std::vector<std::string> stage_environment(const manifest::Environment& stage_en
     return out;
 }
 
+bool has_own_output(const std::vector<std::string>& argv) {
+    for (size_t i = 1; i < argv.size(); ++i)
+        if (argv[i] == "--out" || argv[i] == "-o" || argv[i].starts_with("--out=")) return true;
+    return false;
+}
+
 std::string file_name(std::string_view name) {
     std::string text(name);
     for (size_t at; (at = text.find("->")) != std::string::npos;) text.replace(at, 2, "-to-");
@@ -636,7 +642,10 @@ public:
                 std::ofstream(out, std::ios::binary | std::ios::trunc).close();
                 if (!stage.inputs.empty()) flow.push_back(fmt::format("{} {} in, skipped", stage.name, arrived));
             } else {
-                out = run_stage(stage.name, stage.argv, stage.env, arriving);
+                // A run with an --out of its own writes there as well, as under `up`.
+                std::vector<std::string> argv = stage.argv;
+                if (!m_manifest.readers(stage.name).empty() && has_own_output(argv)) argv.insert(argv.end(), {"--out", "-"});
+                out = run_stage(stage.name, argv, stage.env, arriving);
                 flow.push_back(fmt::format("{} {} in, {} out", stage.name, arrived, count_frames(out)));
             }
             out_path[stage.name] = out;
@@ -698,7 +707,7 @@ std::string default_test_file(const std::string& manifest_path) {
     return manifest_path + ".test.toml";
 }
 
-int run_test(const TestCommand& command, Log& log) {
+int run_test(const TestCommand& command, Log& log, const StopFlag& stop) {
     auto loaded = load_checked(command.file, log);
     std::string test_path = command.tests.empty() ? default_test_file(command.file) : command.tests;
     std::ifstream file(test_path, std::ios::binary);
@@ -742,20 +751,34 @@ int run_test(const TestCommand& command, Log& log) {
     std::string pattern = fmt::format("{}/mh-route-test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!::mkdtemp(pattern.data())) throw Error(ExitCode::io, errno_text(("mkdtemp " + pattern).c_str(), errno));
     fs::path root = fs::absolute(pattern);
+    // Removed however the run ends, unless --keep.
+    struct Cleanup {
+        const fs::path& root;
+        bool keep;
+        ~Cleanup() {
+            std::error_code ec;
+            if (!keep) fs::remove_all(root, ec);
+        }
+    } cleanup{root, command.keep};
 
     TestRunner runner(loaded, command, log);
     size_t run = 0, passed = 0;
+    size_t interrupted = 0;
     for (size_t i = 0; i < loaded_tests.tests.size(); ++i) {
         const auto& test = loaded_tests.tests[i];
         if (!command.match.empty() && test.name.find(command.match) == std::string::npos) continue;
+        if (stop.load()) {
+            ++interrupted;
+            continue;
+        }
         ++run;
         passed += runner.run(test, inputs[i], root / std::to_string(i + 1)) ? 1 : 0;
     }
-    std::error_code ec;
-    if (command.keep)
-        std::printf("kept: %s\n", root.c_str());
-    else
-        fs::remove_all(root, ec);
+    if (command.keep) std::printf("kept: %s\n", root.c_str());
+    if (interrupted) {
+        log.warn("interrupted: {} test{} not run", interrupted, interrupted == 1 ? "" : "s");
+        return 1;
+    }
     if (run == 0) {
         log.error("no test's name contains '{}' in {}", command.match, test_path);
         return static_cast<int>(ExitCode::usage);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "core/log.h"
+#include "core/stop.h"
 #include "manifest/test_file.h"
 #include "wire/frame.h"
 
@@ -39,8 +40,8 @@ struct CheckResult {
 CheckResult check_expectation(const manifest::Expectation& expectation, std::span<const wire::Frame> actual,
                               int64_t now_ns);
 
-// 0 when every test passes, 1 when one fails; throws Error(config) for a broken manifest
-// or test file.
-int run_test(const TestCommand& command, Log& log);
+// 0 when every test passes, 1 when one fails or `stop` cut the run short; throws
+// Error(config) for a broken manifest or test file.
+int run_test(const TestCommand& command, Log& log, const StopFlag& stop);
 
 }  // namespace mh::route

@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
         if (*status_app) return route::run_status(status, context.log(), context.stop());
         if (*units_app) return route::run_units(units, context.log());
         if (*keys_app) return route::run_keys(keys, context.log());
-        if (*test_app) return route::run_test(test, context.log());
+        if (*test_app) return route::run_test(test, context.log(), context.stop());
         return route::run_graph(graph, context.log());
     });
 }
