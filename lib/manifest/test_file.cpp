@@ -51,9 +51,9 @@ std::string_view type_name(const toml::node& node) {
     }
 }
 
-void copy_frame(const std::vector<std::byte>& bytes, std::vector<capnp::word>& frame) {
-    frame.resize(bytes.size() / sizeof(capnp::word));
-    if (!bytes.empty()) std::memcpy(frame.data(), bytes.data(), frame.size() * sizeof(capnp::word));
+void copy_frame(const std::vector<std::byte>& bytes, std::vector<uint64_t>& words) {
+    words.resize(bytes.size() / sizeof(uint64_t));
+    if (!bytes.empty()) std::memcpy(words.data(), bytes.data(), words.size() * sizeof(uint64_t));
 }
 
 // "2026-01-01T00:00:00.5+01:00" from a TOML date-time; a local one is taken as UTC.
@@ -267,7 +267,7 @@ private:
                 error(message.where, fmt::format("message {} of '{}' is not an mh message: {}", i + 1, key.str(), *problem));
                 continue;
             }
-            copy_frame(bytes, message.frame);
+            copy_frame(bytes, message.words);
             messages.push_back(std::move(message));
         }
         return messages;
@@ -502,7 +502,7 @@ std::optional<std::string> decode_json_lines(std::string_view text, std::vector<
         TestMessage message;
         message.json = std::string(line);
         message.where = {static_cast<uint32_t>(line_number), 1};
-        copy_frame(bytes, message.frame);
+        copy_frame(bytes, message.words);
         out.push_back(std::move(message));
     }
     return std::nullopt;

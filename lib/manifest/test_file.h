@@ -23,12 +23,16 @@ constexpr size_t k_max_test_messages = 100'000;  // in one list or input file
 constexpr int64_t k_default_stage_timeout_ns = 10'000'000'000;
 constexpr double k_default_tolerance = 1e-9;  // relative, for numbers
 
-// One message of a test, as a frame (word aligned, so it can be read in place), and as the
-// JSON text it was written as, for reports.
+// One message of a test, as a frame (in 8-byte words, aligned, so it can be read in place;
+// capnp::word itself cannot live in a vector that copies), and as the JSON text it was
+// written as, for reports.
 struct TestMessage {
-    std::vector<capnp::word> frame;
+    std::vector<uint64_t> words;
     std::string json;
     Location where;
+
+    const capnp::word* frame_words() const { return reinterpret_cast<const capnp::word*>(words.data()); }
+    size_t frame_word_count() const { return words.size(); }
 };
 
 // Messages that come out of `stage` in the test, in place of running it.

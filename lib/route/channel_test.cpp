@@ -203,7 +203,7 @@ std::vector<Flat> flatten_all(const std::vector<manifest::TestMessage>& messages
     std::vector<Flat> flats;
     wire::FrameOpener opener(wire::FrameLimits{});
     for (const auto& message : messages) {
-        wire::Frame frame{message.frame.data(), message.frame.size()};
+        wire::Frame frame{message.frame_words(), message.frame_word_count()};
         if (auto problem = opener.open_checked(frame))
             throw Error(ExitCode::software, fmt::format("an expected message did not read back: {}", *problem));
         flats.push_back(flatten(opener.message()));
@@ -464,13 +464,13 @@ std::string describe_status(int status) {
 }
 
 // A stage's output file as frames; the words stay in `buffer`.
-std::optional<std::string> split_frames(const std::string& path, std::vector<capnp::word>& buffer,
+std::optional<std::string> split_frames(const std::string& path, std::vector<uint64_t>& buffer,
                                         std::vector<wire::Frame>& frames) {
     std::string bytes = read_text(path);
     frames.clear();
     if (bytes.size() % sizeof(capnp::word) != 0)
         return fmt::format("{} bytes, not whole words: it is not mh frames", bytes.size());
-    buffer.resize(bytes.size() / sizeof(capnp::word));
+    buffer.resize(bytes.size() / sizeof(uint64_t));
     if (!bytes.empty()) std::memcpy(buffer.data(), bytes.data(), bytes.size());
     wire::FrameLimits limits;
     size_t offset = 0;
@@ -480,14 +480,15 @@ std::optional<std::string> split_frames(const std::string& path, std::vector<cap
         auto scan = wire::scan_frame(rest, limits);
         if (scan.status != wire::ScanStatus::complete || scan.frame_bytes == 0 || scan.frame_bytes > rest.size())
             return fmt::format("not mh frames from byte {} on", offset);
-        frames.push_back({buffer.data() + offset / sizeof(capnp::word), scan.frame_bytes / sizeof(capnp::word)});
+        frames.push_back({reinterpret_cast<const capnp::word*>(buffer.data()) + offset / sizeof(capnp::word),
+                          scan.frame_bytes / sizeof(capnp::word)});
         offset += scan.frame_bytes;
     }
     return std::nullopt;
 }
 
 size_t count_frames(const std::string& path) {
-    std::vector<capnp::word> buffer;
+    std::vector<uint64_t> buffer;
     std::vector<wire::Frame> frames;
     split_frames(path, buffer, frames);
     return frames.size();
@@ -546,7 +547,7 @@ std::vector<std::byte> with_ids(const std::vector<manifest::TestMessage>& messag
     std::vector<std::byte> out;
     wire::FrameOpener opener(wire::FrameLimits{});
     for (const auto& message : messages) {
-        wire::Frame frame{message.frame.data(), message.frame.size()};
+        wire::Frame frame{message.frame_words(), message.frame_word_count()};
         if (auto problem = opener.open_checked(frame))
             throw Error(ExitCode::software, fmt::format("a given message did not read back: {}", *problem));
         auto reader = opener.message();
@@ -657,7 +658,7 @@ public:
         for (const auto& expectation : test.expectations) {
             const std::string& path =
                 expectation.at == manifest::At::out ? out_path.at(expectation.stage) : in_path.at(expectation.stage);
-            std::vector<capnp::word> buffer;
+            std::vector<uint64_t> buffer;
             std::vector<wire::Frame> frames;
             CheckResult result;
             if (auto problem = split_frames(path, buffer, frames)) {

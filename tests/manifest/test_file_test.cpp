@@ -46,7 +46,7 @@ bool has_error(const TestLoadResult& result, std::string_view at, std::string_vi
 
 mh::schema::Message::Reader read(const TestMessage& message, std::unique_ptr<capnp::FlatArrayMessageReader>& keep) {
     keep = std::make_unique<capnp::FlatArrayMessageReader>(
-        kj::ArrayPtr<const capnp::word>(message.frame.data(), message.frame.size()));
+        kj::ArrayPtr<const capnp::word>(message.frame_words(), message.frame_word_count()));
     return keep->getRoot<mh::schema::Message>();
 }
 

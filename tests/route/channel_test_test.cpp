@@ -38,7 +38,7 @@ struct Case {
         EXPECT_TRUE(loaded.ok()) << (loaded.errors.empty() ? "" : loaded.errors[0].message);
         if (!loaded.ok()) return;
         for (const auto& message : loaded.tests[0].inputs[0].messages)
-            frames.push_back({message.frame.data(), message.frame.size()});
+            frames.push_back({message.frame_words(), message.frame_word_count()});
     }
     CheckResult check(int64_t now_ns = 0) const {
         return check_expectation(loaded.tests[0].expectations[0], frames, now_ns);
