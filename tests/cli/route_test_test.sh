@@ -283,4 +283,13 @@ mh-route test shop.toml --tests notoml.test.toml > /dev/null 2> err.txt; code=$?
 expect_eq "not TOML" 78 "$code"
 expect_contains "not valid TOML" "notoml.test.toml:1:" "$(cat err.txt)"
 
+begin "MH_NOW sets the wall clock every tool starts from (RFC 3339 or ns); a bad one is said and ignored"
+t=$(MH_NOW=2030-01-01T00:00:00Z mh-gen --count 1 | mh-cat --to json --time rfc3339 | jq -r .time)
+expect_contains "RFC 3339" "2030-01-01T00:00:0" "$t"
+t=$(MH_NOW=1893456000000000000 mh-gen --count 1 | mh-cat --to json --time rfc3339 | jq -r .time)
+expect_contains "nanoseconds" "2030-01-01T00:00:0" "$t"
+t=$(MH_NOW=soon mh-gen --count 1 2> err.txt | mh-cat --to json --time rfc3339 | jq -r .time)
+expect_eq "the real clock" "no" "$([[ "$t" == 2030-* ]] && echo yes || echo no)"
+expect_contains "said" "mh: MH_NOW=soon is neither RFC 3339 nor integer nanoseconds: the real clock is used" "$(cat err.txt)"
+
 finish
