@@ -1,6 +1,7 @@
 #include "message/time.h"
 
 #include <charconv>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -144,6 +145,9 @@ std::optional<int64_t> parse_rfc3339(std::string_view text) {
 
     int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 +
                       second - offset_s;
+    // Past the int64 nanosecond range (years 1677 to 2262) there is no such time.
+    constexpr int64_t k_max_seconds = INT64_MAX / k_ns_per_second - 1;
+    if (seconds > k_max_seconds || seconds < -k_max_seconds) return std::nullopt;
     return seconds * k_ns_per_second + fraction_ns;
 }
 
