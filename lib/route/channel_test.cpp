@@ -567,8 +567,8 @@ std::vector<std::byte> with_ids(const std::vector<manifest::TestMessage>& messag
 
 class TestRunner {
 public:
-    TestRunner(const LoadedManifest& loaded, const TestCommand& command, Log& log)
-        : m_loaded(loaded), m_manifest(loaded.manifest), m_command(command), m_log(log), m_dirs(search_dirs()) {}
+    TestRunner(const LoadedManifest& loaded, const TestCommand& command)
+        : m_loaded(loaded), m_manifest(loaded.manifest), m_command(command), m_dirs(search_dirs()) {}
 
     // Runs one test in `dir`; prints PASS or FAIL with the reasons; true when it passed.
     bool run(const manifest::ChannelTest& test, const std::vector<std::vector<manifest::TestMessage>>& inputs,
@@ -696,7 +696,6 @@ private:
     const LoadedManifest& m_loaded;
     const manifest::Manifest& m_manifest;
     const TestCommand& m_command;
-    Log& m_log;
     std::vector<std::string> m_dirs;
 };
 
@@ -762,7 +761,7 @@ int run_test(const TestCommand& command, Log& log, const StopFlag& stop) {
         }
     } cleanup{root, command.keep};
 
-    TestRunner runner(loaded, command, log);
+    TestRunner runner(loaded, command);
     size_t run = 0, passed = 0;
     size_t interrupted = 0;
     for (size_t i = 0; i < loaded_tests.tests.size(); ++i) {
