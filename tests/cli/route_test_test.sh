@@ -215,6 +215,22 @@ expect_eq "exit code" 1 "$code"
 expect_contains "stage failed" "stage archive failed with exit 64" "$out"
 expect_contains "its stderr" "--sync" "$out"
 
+begin "a stage that does not end at the end of its input is stopped after the timeout, and fails its test"
+cat > hang.toml <<TOML
+[stage.sensors]
+run = "mh-gen"
+[stage.hang]
+run = "mh-filter --in @ipc://$WORK/hang.sock"
+from = ["sensors"]
+[stage.archive]
+run = "mh-store append --db archive --sync none"
+from = ["hang"]
+TOML
+printf 'timeout = "1s"\n[[test]]\nname = "hangs"\n[[test.input]]\nstage = "sensors"\nmessages = [{ source = "a" }]\n[[test.expect]]\nstage = "archive"\ncount = 0\n' > hang.test.toml
+mh-route test hang.toml > out.txt 2> err.txt; code=$?
+expect_eq "exit code" 1 "$code"
+expect_contains "timeout" "stage hang did not end within 1 s of the end of its input (timeout); it was stopped" "$(cat out.txt)"
+
 begin "--keep keeps each test's directory: the stores, inputs, outputs and logs"
 out=$(mh-route test shop.toml --keep --match routed 2> err.txt); code=$?
 expect_eq "exit code" 0 "$code"
