@@ -215,6 +215,13 @@ expect_eq "exit code" 1 "$code"
 expect_contains "stage failed" "stage archive failed with exit 64" "$out"
 expect_contains "its stderr" "--sync" "$out"
 
+begin "--match that no test's name contains: exit 64; --verbose shows what the stages say"
+mh-route test shop.toml --match nothing-like-this > out.txt 2> err.txt; code=$?
+expect_eq "exit code" 64 "$code"
+expect_contains "says so" "no test's name contains 'nothing-like-this' in shop.test.toml" "$(cat err.txt)"
+out=$(mh-route test badstage.toml --tests wrong.test.toml --match passes --verbose 2> err.txt)
+expect_contains "a stage's stderr under the test" "      archive: --sync: never not in" "$out"
+
 begin "a stage that does not end at the end of its input is stopped after the timeout, and fails its test"
 cat > hang.toml <<TOML
 [stage.sensors]

@@ -124,3 +124,9 @@ count = 1)").check(minute_after).passed);
     EXPECT_TRUE(Case(k_seen, R"(where = "now() - time > 30s"
 count = 0)").check(minute_after - 60'000'000'000).passed);
 }
+
+TEST(route, default_test_file) {
+    EXPECT_EQ(default_test_file("examples/cold-chain.toml"), "examples/cold-chain.test.toml");
+    EXPECT_EQ(default_test_file("shop.toml"), "shop.test.toml");
+    EXPECT_EQ(default_test_file("/etc/mh/channel"), "/etc/mh/channel.test.toml");
+}
