@@ -42,6 +42,12 @@ struct TextHash {
     size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
 };
 
+// A command waiting in memory for its gateway (without --command-queue).
+struct QueuedCommand {
+    int64_t expires_ns;
+    std::vector<std::byte> frame;
+};
+
 // One gateway's state shared by all its connections: quota buckets, connection count,
 // commands waiting for it.
 struct GatewayState {
@@ -50,7 +56,7 @@ struct GatewayState {
     TokenBucket bytes;
     uint32_t connections = 0;
     std::unordered_map<std::string, bool, TextHash, std::equal_to<>> may_publish;  // cache, cleared on reload
-    std::deque<std::vector<std::byte>> commands;       // frames waiting for delivery
+    std::deque<QueuedCommand> commands;                // waiting for delivery
     std::map<std::string, MqttSlot> mqtt_sessions;     // persistent MQTT sessions by client id
 };
 

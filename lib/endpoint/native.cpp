@@ -146,9 +146,10 @@ void NativeSession::flushed() {
     m_acked = m_handled;
 }
 
-bool NativeSession::deliver(const wire::Frame& frame) {
+bool NativeSession::deliver(const wire::Frame& frame, const command::Ref& ref) {
     if (!m_logged_in) return false;
     send_record(RecordType::command, frame.bytes());
+    m_connection.command_delivered(ref);
     return true;
 }
 

@@ -42,7 +42,7 @@ public:
     explicit NativeSession(Connection& connection) : m_connection(connection) {}
     size_t receive(std::span<const std::byte> data) override;
     void flushed() override;
-    bool deliver(const wire::Frame& frame) override;
+    bool deliver(const wire::Frame& frame, const command::Ref& ref) override;
 
 private:
     size_t hello(std::span<const std::byte> data);
