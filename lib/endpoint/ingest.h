@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -93,6 +94,13 @@ public:
     // Hands everything written so far to the output for real; true if there was anything.
     bool flush();
     void set_gatekeeper(const Gatekeeper& gatekeeper) { m_gatekeeper = &gatekeeper; }
+    // Messages of kind `kind` (their own: no override) are not ingested but handed to
+    // `divert`, after the frame check (the endpoint's command replies, lib/command).
+    using Divert = std::function<Verdict(GatewayState&, const wire::Frame&)>;
+    void divert(std::string kind, Divert divert) {
+        m_divert_kind = std::move(kind);
+        m_divert = std::move(divert);
+    }
     size_t max_message_bytes() const { return m_limits.max_frame_bytes; }
 
 private:
@@ -108,6 +116,8 @@ private:
     std::vector<std::byte> m_out;
     std::vector<std::byte> m_decoded;
     bool m_dirty = false;
+    std::string m_divert_kind;
+    Divert m_divert;
 };
 
 }  // namespace mh::endpoint

@@ -247,35 +247,11 @@ Verdict Connection::reply_json(std::string_view text, std::string_view source, s
 }
 
 Verdict Connection::reply_frame(const wire::Frame& frame, std::string_view source, std::string* error) {
-    wire::FrameLimits limits{max_message_bytes()};
-    if (frame.byte_count() > limits.max_frame_bytes) {
-        refuse(reason::oversized, fmt::format("a reply of {} bytes", frame.byte_count()));
-        return Verdict::oversized;
-    }
-    if (auto why = wire::check_frame(frame, limits)) {
-        refuse(reason::malformed, fmt::format("a reply: {}", *why));
-        if (error) *error = *why;
-        return Verdict::malformed;
-    }
-    capnp::FlatArrayMessageReader message(kj::arrayPtr(frame.words, frame.word_count), wire::reader_options(limits));
-    auto reply = message.getRoot<schema::Message>();
-    if (source.empty()) source = std::string_view(reply.getSource().cStr(), reply.getSource().size());
-    if (!source.empty() && !m_server.m_gatekeeper->may_publish(m_gateway->id, source)) {
-        refuse(reason::source, fmt::format("a reply for source {}", source));
-        if (error) *error = "not a source of this gateway";
-        return Verdict::source;
-    }
-    if (!m_gateway->messages.take(1, m_server.m_wall_ns) ||
-        !m_gateway->bytes.take(static_cast<double>(frame.byte_count()), m_server.m_wall_ns)) {
-        refuse(reason::quota, "a reply over quota");
-        return Verdict::quota;
-    }
-    if (auto why = m_server.m_lifecycle.reply(m_gateway->id, source, reply, m_server.m_wall_ns)) {
-        refuse(reason::malformed, fmt::format("a reply: {}", *why));
-        if (error) *error = *why;
-        return Verdict::malformed;
-    }
-    return Verdict::accepted;
+    std::string why;
+    Verdict verdict = m_server.reply(*m_gateway, frame, source, why);
+    if (verdict != Verdict::accepted) refuse(verdict_reason(verdict), fmt::format("a reply: {}", why));
+    if (error) *error = why;
+    return verdict;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -303,6 +279,11 @@ Server::Server(const ServerOptions& options, std::shared_ptr<tls::Context> tls, 
       m_commands_dropped(metrics.counter("mh_endpoint_commands_dropped_total",
                                          "Queued commands dropped because the gateway's queue was full")),
       m_lifecycle(output, metrics, (options.seed ? options.seed : static_cast<uint64_t>(wall_clock_ns())) ^ 0x636f6d6dULL) {
+    // Replies that come as messages of their own kind (native frames, HTTPS /v1/messages).
+    m_ingest.divert(std::string(command::k_reply_kind), [this](GatewayState& gateway, const wire::Frame& frame) {
+        std::string why;
+        return reply(gateway, frame, {}, why);
+    });
     if (!m_options.command_queue.empty())
         m_queue = std::make_unique<CommandQueue>(m_options.command_queue, m_options.max_pending_commands);
     if (!m_tls && !m_options.insecure_loopback)
@@ -780,6 +761,34 @@ void Server::route_command(const wire::Frame& frame) {
     command::StatusDetail detail;
     detail.expires_ns = p.expires_ns;
     m_lifecycle.emit(p.ref, command::Status::queued, m_wall_ns, detail);
+}
+
+Verdict Server::reply(GatewayState& gateway, const wire::Frame& frame, std::string_view source, std::string& why) {
+    wire::FrameLimits limits{m_options.max_message_bytes};
+    if (frame.byte_count() > limits.max_frame_bytes) {
+        why = fmt::format("{} bytes, over the limit", frame.byte_count());
+        return Verdict::oversized;
+    }
+    if (auto garbled = wire::check_frame(frame, limits)) {
+        why = *garbled;
+        return Verdict::malformed;
+    }
+    capnp::FlatArrayMessageReader message(kj::arrayPtr(frame.words, frame.word_count), wire::reader_options(limits));
+    auto reply = message.getRoot<schema::Message>();
+    if (source.empty()) source = std::string_view(reply.getSource().cStr(), reply.getSource().size());
+    if (!source.empty() && !m_gatekeeper->may_publish(gateway.id, source)) {
+        why = fmt::format("source {} is not one of this gateway's", source);
+        return Verdict::source;
+    }
+    if (!gateway.messages.take(1, m_wall_ns) || !gateway.bytes.take(static_cast<double>(frame.byte_count()), m_wall_ns)) {
+        why = "over quota";
+        return Verdict::quota;
+    }
+    if (auto refusal = m_lifecycle.reply(gateway.id, source, reply, m_wall_ns)) {
+        why = *refusal;
+        return Verdict::malformed;
+    }
+    return Verdict::accepted;
 }
 
 // Queued commands whose expiry passed: dropped, each with its status.

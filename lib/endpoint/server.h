@@ -223,6 +223,8 @@ private:
     void poll_commands();
     void route_command(const wire::Frame& frame);
     void expire_commands();
+    // A device's reply through `gateway` (see Connection::reply_frame); `why` says why not.
+    Verdict reply(GatewayState& gateway, const wire::Frame& frame, std::string_view source, std::string& why);
     void command_status(const command::Ref& ref, command::Status status, std::string_view reason);
     void start_linger(Connection& c);
     void drain(Connection& c);

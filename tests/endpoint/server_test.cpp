@@ -311,4 +311,87 @@ TEST_F(ServerTest, CommandsReachTheGatewayNowOrWhenItComes) {
     close(fds[0]);
 }
 
+// A message of `kind` with text fields (command tests).
+std::vector<std::byte> with_fields(const std::string& kind, const std::string& gateway, const std::string& source,
+                                   const std::vector<std::pair<std::string, std::string>>& texts) {
+    capnp::MallocMessageBuilder builder;
+    auto m = builder.initRoot<schema::Message>();
+    m.setKind(kind);
+    m.setGateway(gateway);
+    m.setSource(source);
+    auto fields = m.initFields(static_cast<unsigned>(texts.size()));
+    for (unsigned i = 0; i < texts.size(); ++i) {
+        fields[i].setName(texts[i].first);
+        fields[i].getValue().setText(texts[i].second);
+    }
+    std::vector<std::byte> out;
+    wire::append_frame(builder, out);
+    return out;
+}
+
+// The kind, gateway, source and fields (as text) of a frame.
+std::map<std::string, std::string> fields_of(const std::vector<std::byte>& bytes) {
+    auto words = test::to_words(bytes);
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()));
+    auto m = reader.getRoot<schema::Message>();
+    std::map<std::string, std::string> out{{"$kind", m.getKind()}, {"$gateway", m.getGateway()},
+                                           {"$source", m.getSource()}};
+    for (auto f : m.getFields()) {
+        auto v = f.getValue();
+        out[f.getName()] = v.isText() ? std::string(v.getText()) : v.isBool() ? (v.getBool() ? "true" : "false")
+                                                                              : v.isInt() ? std::to_string(v.getInt()) : "?";
+    }
+    return out;
+}
+
+TEST_F(ServerTest, CommandLifecycleOverTheNativeProtocol) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    wire::FdFrameReader commands(fds[0], &stop);
+    start({}, &commands);
+    auto statuses = [&] {
+        std::vector<std::map<std::string, std::string>> out;
+        for (const auto& frame : sink.frames())
+            if (auto f = fields_of(frame); f["$kind"] == "command-status") out.push_back(f);
+        return out;
+    };
+    NativeClient client(address, client_tls(), "gw-01", "secret-gw-01");
+    auto command = with_fields("command", "gw-01", "sensor-100", {{"command", "blink"}, {"correlation_id", "n-1"}});
+    ASSERT_EQ(write(fds[1], command.data(), command.size()), static_cast<ssize_t>(command.size()));
+    auto got = client.wait_command(10'000);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(fields_of(*got)["correlation_id"], "n-1");  // carried in the native frame
+    ASSERT_TRUE(wait_for([&] { return statuses().size() == 1; }));
+    auto delivered = statuses()[0];
+    EXPECT_EQ(delivered["status"], "delivered");
+    EXPECT_EQ(delivered["protocol"], "native");
+    EXPECT_EQ(delivered["correlation_id"], "n-1");
+    EXPECT_EQ(delivered["command"], "blink");
+    EXPECT_EQ(delivered["$gateway"], "gw-01");
+    EXPECT_EQ(delivered["$source"], "sensor-100");
+
+    // The device replies with a frame of kind command-reply: acknowledged, not ingested.
+    auto reply = with_fields("command-reply", "", "sensor-100", {{"correlation_id", "n-1"}, {"result", "blinked"}});
+    auto no_id = with_fields("command-reply", "", "sensor-100", {{"result", "?"}});
+    auto foreign = with_fields("command-reply", "", "sensor-200", {{"correlation_id", "n-1"}});
+    client.send(as_frame(no_id));
+    client.send(as_frame(foreign));
+    client.send(as_frame(reply));
+    Ack ack = client.wait_ack(3);
+    EXPECT_EQ(ack.refused, 2u);
+    EXPECT_EQ(refused("malformed"), 1u);
+    EXPECT_EQ(refused("source"), 1u);
+    auto all = statuses();
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[1]["status"], "acknowledged");
+    EXPECT_EQ(all[1]["matched"], "true");
+    EXPECT_EQ(all[1]["reply.result"], "blinked");
+    EXPECT_EQ(all[1]["command"], "blink");
+    for (const auto& frame : sink.frames()) EXPECT_NE(fields_of(frame)["$kind"], "command-reply");
+    close(fds[1]);
+    stop = true;
+    thread.join();
+    close(fds[0]);
+}
+
 }  // namespace
