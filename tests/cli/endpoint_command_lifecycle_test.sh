@@ -4,7 +4,8 @@
 # at the PUBACK or the HTTPS fetch, acknowledged by a reply from mosquitto_pub or curl, expired
 # by a command's own ttl/expires, refused for an unknown gateway, a gateway without commands
 # and a malformed command), replies for unknown correlation ids passed on as unmatched, a
-# reply on another gateway's topic refused, and the counts on --metrics.
+# reply on another gateway's topic refused, the counts on --metrics, and the whole loop with
+# mh-gen --connect --answer-commands as the gateway (native protocol).
 source "$(dirname "$0")/lib.sh"
 
 mh-endpoint ca --dir ca > /dev/null 2>&1
@@ -23,12 +24,13 @@ token1=$(mh-endpoint token --registry registry.toml --gateway gw-01)
 token2=$(mh-endpoint token --registry registry.toml --gateway gw-02)
 
 mh-endpoint --registry registry.toml --cert server/server.crt --key server/server.key \
-  --https 127.0.0.1:0 --mqtt 127.0.0.1:0 --metrics 127.0.0.1:0 --commands "@ipc://$WORK/commands.sock" \
+  --https 127.0.0.1:0 --mqtt 127.0.0.1:0 --native 127.0.0.1:0 --metrics 127.0.0.1:0 --commands "@ipc://$WORK/commands.sock" \
   --out out.frames 2> endpoint.log &
 ENDPOINT=$!
 BACKGROUND_PIDS+=("$ENDPOINT")
 port=$(wait_log_port 20 endpoint.log 'listening on https')
 mqtt_port=$(wait_log_port 20 endpoint.log 'listening on mqtt')
+native_port=$(wait_log_port 20 endpoint.log 'listening on native')
 metrics_port=$(wait_log_port 20 endpoint.log 'metrics on port')
 
 send_command() { printf '%s\n' "$@" | mh-cat --from json --out ">ipc://$WORK/commands.sock"; }
@@ -150,6 +152,24 @@ expect_eq "delivered" 5 "$(metric 'mh_endpoint_command_status_total{status="deli
 expect_eq "acknowledged" 5 "$(metric 'mh_endpoint_command_status_total{status="acknowledged"}')"
 expect_eq "expired" 3 "$(metric 'mh_endpoint_command_status_total{status="expired"}')"
 expect_eq "refused" 5 "$(metric 'mh_endpoint_command_status_total{status="refused"}')"
+
+begin "the whole loop: mh-gen --connect --answer-commands as the gateway"
+mh-gen --sources 1 --gateways 1 --rate 20 --duration 60s --connect "tls://127.0.0.1:$native_port" \
+  --ca ca/ca.crt --token "gw-01=$token1" --answer-commands 2> gen.log &
+GEN=$!
+BACKGROUND_PIDS+=("$GEN")
+connected() { mh-cat --to json < out.frames | jq -e 'select(.kind == "telemetry" and .gateway == "gw-01")' > /dev/null; }
+wait_until 20 connected && pass || fail "no telemetry from mh-gen"
+send_command '{"kind":"command","gateway":"gw-01","source":"sensor-000001","command":"calibrate","correlation_id":"g-1"}'
+wait_until 20 has_status g-1 "delivered acknowledged" && pass || fail "no answer: $(status_of g-1)"
+expect_eq "over the native protocol" native "$(field_of g-1 delivered .protocol)"
+expect_eq "answered" "true done sensor-000001 calibrate" \
+  "$(field_of g-1 acknowledged '[.matched, .reply.result, .source, .command] | map(tostring) | join(" ")')"
+expect_contains "mh-gen logs it" "gw-01: command calibrate for sensor-000001 (correlation_id g-1)" "$(cat gen.log)"
+expect_eq "no reply in the telemetry" 0 "$(mh-cat --to json < out.frames | jq -c 'select(.kind == "command-reply")' | wc -l)"
+kill -TERM "$GEN"
+wait_pid_exit 20 "$GEN"
+expect_eq "mh-gen exit code" 0 "$EXIT_CODE"
 
 begin "SIGTERM: exit 0"
 kill -TERM "$ENDPOINT"
