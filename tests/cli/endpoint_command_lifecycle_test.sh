@@ -78,6 +78,14 @@ expect_eq "acknowledged" "queued delivered acknowledged" "$(status_of c-1)"
 expect_eq "the reply's fields" "rebooted 3 true sensor-000001 reboot" \
   "$(field_of c-1 acknowledged '[.reply.result, .reply.uptime, .matched, .source, .command] | map(tostring) | join(" ")')"
 
+begin "MQTT QoS 0: delivered once written"
+send_command '{"kind":"command","gateway":"gw-01","correlation_id":"c-q0"}'
+wait_until 20 has_status c-q0 queued && pass || fail "not queued"
+mosquitto_sub --cafile ca/ca.crt -h 127.0.0.1 -p "$mqtt_port" -u gw-01 -P "$token1" -i gw01-q0 -q 0 \
+  -t 'commands/gw-01/#' -C 1 -W 20 > got0.txt 2> sub0.err
+expect_eq "received" c-q0 "$(jq -r .correlation_id got0.txt)"
+wait_until 20 has_status c-q0 "queued delivered" && pass || fail "not delivered: $(status_of c-q0)"
+
 begin "a command without correlation_id: its id is the correlation id; without id either: a fresh one"
 send_command '{"id":"0190a6b2-0000-7000-8000-000000000001","kind":"command","gateway":"gw-01","action":"a"}' \
   '{"kind":"command","gateway":"gw-01","action":"b"}'
@@ -148,7 +156,7 @@ expect_eq "gw-02 gets nothing" 204 "$(get "" "$token2")"
 begin "counted by status on --metrics"
 expect_eq "queued" "$(statuses | jq -r 'select(.status == "queued")' | jq -s length)" \
   "$(metric 'mh_endpoint_command_status_total{status="queued"}')"
-expect_eq "delivered" 5 "$(metric 'mh_endpoint_command_status_total{status="delivered"}')"
+expect_eq "delivered" 6 "$(metric 'mh_endpoint_command_status_total{status="delivered"}')"
 expect_eq "acknowledged" 5 "$(metric 'mh_endpoint_command_status_total{status="acknowledged"}')"
 expect_eq "expired" 3 "$(metric 'mh_endpoint_command_status_total{status="expired"}')"
 expect_eq "refused" 5 "$(metric 'mh_endpoint_command_status_total{status="refused"}')"
