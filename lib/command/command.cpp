@@ -78,28 +78,50 @@ std::optional<std::string> check_correlation_id(std::string_view id) {
     return std::nullopt;
 }
 
-Prepared prepare(const wire::Frame& frame, int64_t now_ns, int64_t default_ttl_ns, const wire::FrameLimits& limits,
-                 IdGenerator& ids) {
-    Prepared p;
-    if (auto why = wire::check_frame(frame, limits)) {
-        p.refusal = "a garbled command frame: " + *why;
-        return p;
+namespace {
+
+// The fields prepare() reads, found in one pass (a frame whose pointers alias one another
+// makes every pass costly: the reader's traversal limit bounds them all together).
+struct CommandFields {
+    std::optional<schema::Field::Reader> name, correlation, expires, ttl;
+};
+
+CommandFields command_fields(schema::Message::Reader in) {
+    CommandFields out;
+    if (!in.hasFields()) return out;
+    for (auto field : in.getFields()) {
+        std::string_view name = view(field.getName());
+        auto take = [&](std::optional<schema::Field::Reader>& slot) {
+            if (!slot) slot = field;
+        };
+        if (name == k_name_field) take(out.name);
+        else if (name == k_correlation_field) take(out.correlation);
+        else if (name == k_expires_field) take(out.expires);
+        else if (name == k_ttl_field) take(out.ttl);
     }
+    return out;
+}
+
+void read_command(const wire::Frame& frame, int64_t now_ns, int64_t default_ttl_ns, const wire::FrameLimits& limits,
+                  IdGenerator& ids, Prepared& p) {
     capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count), wire::reader_options(limits));
     auto in = reader.getRoot<schema::Message>();
     p.ref.gateway = text(in.getGateway());
     p.ref.source = text(in.getSource());
-    auto refuse = [&](std::string why) {
-        p.refusal = std::move(why);
-        return std::move(p);
-    };
-    if (auto name = find_field(in, k_name_field)) p.ref.name = scalar_text(*name).value_or("");
+    CommandFields fields = command_fields(in);
+    if (fields.name) p.ref.name = scalar_text(*fields.name).value_or("");
 
     bool has_correlation = false;
-    if (auto field = find_field(in, k_correlation_field)) {
-        auto id = scalar_text(*field);
-        if (!id) return refuse("correlation_id must be text");
-        if (auto why = check_correlation_id(*id)) return refuse(*why);
+    if (fields.correlation) {
+        auto id = scalar_text(*fields.correlation);
+        if (!id) {
+            p.refusal = "correlation_id must be text";
+            return;
+        }
+        if (auto why = check_correlation_id(*id)) {
+            p.refusal = *why;
+            return;
+        }
         p.ref.correlation_id = *id;
         has_correlation = true;
     }
@@ -115,37 +137,45 @@ Prepared prepare(const wire::Frame& frame, int64_t now_ns, int64_t default_ttl_n
     }
     if (in.getControl().which() != schema::Message::Control::NONE) {
         p.control = true;
-        return refuse("a control frame is not a command");
+        p.refusal = "a control frame is not a command";
+        return;
     }
-    if (view(in.getKind()) != k_command_kind)
-        return refuse(fmt::format("kind is \"{}\", not \"command\"", view(in.getKind())));
-    if (p.ref.gateway.empty()) return refuse("no gateway: a command is addressed by its gateway field");
+    if (view(in.getKind()) != k_command_kind) {
+        p.refusal = fmt::format("kind is \"{}\", not \"command\"", view(in.getKind()));
+        return;
+    }
+    if (p.ref.gateway.empty()) {
+        p.refusal = "no gateway: a command is addressed by its gateway field";
+        return;
+    }
 
     std::optional<int64_t> expires;
-    if (auto field = find_field(in, k_expires_field)) {
-        auto value = field->getValue();
+    if (fields.expires) {
+        auto value = fields.expires->getValue();
         if (value.isInt()) expires = value.getInt();
         else if (value.isText()) expires = json::parse_time_text(view(value.getText()));
-        if (!expires) return refuse("expires: expected integer nanoseconds or RFC 3339 text");
+        if (!expires) {
+            p.refusal = "expires: expected integer nanoseconds or RFC 3339 text";
+            return;
+        }
     }
-    if (auto field = find_field(in, k_ttl_field)) {
-        auto value = field->getValue();
+    if (fields.ttl) {
+        auto value = fields.ttl->getValue();
         std::optional<int64_t> ttl;
         if (value.isText()) ttl = parse_duration_ns(view(value.getText()));
         else if (value.isInt()) ttl = seconds_ns(static_cast<double>(value.getInt()));
         else if (value.isFloat()) ttl = seconds_ns(value.getFloat());
-        if (!ttl || *ttl < 0) return refuse("ttl: expected a duration such as 90s, 5m or 1d, or a number of seconds");
+        if (!ttl || *ttl < 0) {
+            p.refusal = "ttl: expected a duration such as 90s, 5m or 1d, or a number of seconds";
+            return;
+        }
         int64_t at = saturating_add(now_ns, *ttl);
         expires = expires ? std::min(*expires, at) : at;
     }
     p.expires_ns = expires ? *expires : saturating_add(now_ns, default_ttl_ns);
 
-    if (has_correlation) {
-        auto bytes = frame.bytes();
-        p.frame.assign(bytes.begin(), bytes.end());
-        return p;
-    }
-    // The same command with correlation_id (and the id it lacked) added.
+    // The command as delivered, written afresh (what is delivered is a frame of our own
+    // making, whatever layout came in), with correlation_id (and the id it lacked) added.
     capnp::MallocMessageBuilder builder;
     auto out = builder.initRoot<schema::Message>();
     if (fresh_id) out.setId(kj::arrayPtr(fresh_id->data(), fresh_id->size()));
@@ -156,48 +186,87 @@ Prepared prepare(const wire::Frame& frame, int64_t now_ns, int64_t default_ttl_n
     out.setGateway(in.getGateway());
     out.setKind(in.getKind());
     unsigned count = in.hasFields() ? in.getFields().size() : 0;
-    auto fields = out.initFields(count + 1);
-    for (unsigned i = 0; i < count; ++i) fields.setWithCaveats(i, in.getFields()[i]);
-    fields[count].setName(as_text(k_correlation_field));
-    fields[count].getValue().setText(as_text(p.ref.correlation_id));
+    auto list = out.initFields(count + (has_correlation ? 0 : 1));
+    if (count) {
+        auto from = in.getFields();
+        for (unsigned i = 0; i < count; ++i) list.setWithCaveats(i, from[i]);
+    }
+    if (!has_correlation) {
+        list[count].setName(as_text(k_correlation_field));
+        list[count].getValue().setText(as_text(p.ref.correlation_id));
+    }
     if (in.hasBody()) out.setBody(in.getBody());
     wire::append_frame(builder, p.frame);
+    if (p.frame.size() > limits.max_frame_bytes) {
+        p.frame.clear();
+        p.refusal = fmt::format("more than {} bytes once read", limits.max_frame_bytes);
+    }
+}
+
+}  // namespace
+
+Prepared prepare(const wire::Frame& frame, int64_t now_ns, int64_t default_ttl_ns, const wire::FrameLimits& limits,
+                 IdGenerator& ids) {
+    Prepared p;
+    if (auto why = wire::check_frame(frame, limits)) {
+        p.refusal = "a garbled command frame: " + *why;
+        return p;
+    }
+    try {
+        read_command(frame, now_ns, default_ttl_ns, limits, ids, p);
+    } catch (const kj::Exception& e) {
+        // Past check_frame, only a frame built to make reading it costly gets here.
+        p.frame.clear();
+        p.refusal = fmt::format("a command frame that cannot be read: {}", e.getDescription().cStr());
+    }
+    if (!p.refusal.empty()) p.frame.clear();
     return p;
 }
 
 Ref describe(const wire::Frame& frame) {
     Ref ref;
-    capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count));
-    auto in = reader.getRoot<schema::Message>();
-    ref.gateway = text(in.getGateway());
-    ref.source = text(in.getSource());
-    if (auto field = find_field(in, k_correlation_field)) ref.correlation_id = scalar_text(*field).value_or("");
-    if (ref.correlation_id.empty()) ref.correlation_id = id_text(in.getId());
-    if (auto name = find_field(in, k_name_field)) ref.name = scalar_text(*name).value_or("");
+    try {
+        capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count));
+        auto in = reader.getRoot<schema::Message>();
+        ref.gateway = text(in.getGateway());
+        ref.source = text(in.getSource());
+        CommandFields fields = command_fields(in);
+        if (fields.correlation) ref.correlation_id = scalar_text(*fields.correlation).value_or("");
+        if (ref.correlation_id.empty()) ref.correlation_id = id_text(in.getId());
+        if (fields.name) ref.name = scalar_text(*fields.name).value_or("");
+    } catch (const kj::Exception&) {
+        // Only frames prepare() wrote are described: what was read is what there is.
+    }
     return ref;
 }
 
 ReplyId reply_id(schema::Message::Reader reply) {
     ReplyId out;
-    auto field = find_field(reply, k_correlation_field);
-    if (!field) {
-        out.refusal = "a reply needs correlation_id (the command's)";
-        return out;
+    try {
+        auto field = find_field(reply, k_correlation_field);
+        if (!field) {
+            out.refusal = "a reply needs correlation_id (the command's)";
+            return out;
+        }
+        auto id = scalar_text(*field);
+        if (!id) {
+            out.refusal = "correlation_id must be text";
+            return out;
+        }
+        if (auto why = check_correlation_id(*id)) {
+            out.refusal = *why;
+            return out;
+        }
+        out.correlation_id = std::move(*id);
+    } catch (const kj::Exception& e) {
+        out.refusal = fmt::format("a reply that cannot be read: {}", e.getDescription().cStr());
     }
-    auto id = scalar_text(*field);
-    if (!id) {
-        out.refusal = "correlation_id must be text";
-        return out;
-    }
-    if (auto why = check_correlation_id(*id)) {
-        out.refusal = *why;
-        return out;
-    }
-    out.correlation_id = std::move(*id);
     return out;
 }
 
-void build_status(const Ref& ref, Status status, int64_t now_ns, const MessageId& id, const StatusDetail& detail,
+namespace {
+
+void write_status(const Ref& ref, Status status, int64_t now_ns, const MessageId& id, const StatusDetail& detail,
                   std::vector<std::byte>& out) {
     capnp::MallocMessageBuilder builder;
     auto m = builder.initRoot<schema::Message>();
@@ -244,6 +313,24 @@ void build_status(const Ref& ref, Status status, int64_t now_ns, const MessageId
     }
     if (detail.reply && detail.reply->hasBody()) m.setBody(detail.reply->getBody());
     wire::append_frame(builder, out);
+}
+
+}  // namespace
+
+void build_status(const Ref& ref, Status status, int64_t now_ns, const MessageId& id, const StatusDetail& detail,
+                  std::vector<std::byte>& out) {
+    size_t before = out.size();
+    try {
+        write_status(ref, status, now_ns, id, detail, out);
+    } catch (const kj::Exception&) {
+        // The reply's fields could not be copied (a frame built to be costly to read): the
+        // status goes out without them.
+        out.resize(before);
+        StatusDetail plain = detail;
+        plain.reply.reset();
+        if (plain.reason.empty()) plain.reason = "the reply's fields could not be read";
+        write_status(ref, status, now_ns, id, plain, out);
+    }
 }
 
 }  // namespace mh::command
