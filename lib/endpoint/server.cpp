@@ -709,16 +709,21 @@ void Server::route_command(const wire::Frame& frame) {
     command::Prepared p = command::prepare(frame, m_wall_ns, m_options.command_ttl_ns,
                                            wire::FrameLimits{m_options.max_message_bytes}, m_lifecycle.ids());
     if (p.control) return;  // barriers of the stream the commands came in
+    // Refusals are logged under the gateway only when it is a known one: the names in
+    // commands for unknown gateways must not grow the per-gateway log state.
+    std::string_view who = "commands";
     if (p.refusal.empty()) {
         switch (m_gatekeeper->command_access(p.ref.gateway)) {
             case CommandAccess::allowed: break;
             case CommandAccess::unknown_gateway: p.refusal = "unknown gateway: not in the registry"; break;
-            case CommandAccess::not_allowed: p.refusal = "the gateway's registry entry does not allow commands"; break;
+            case CommandAccess::not_allowed:
+                p.refusal = "the gateway's registry entry does not allow commands";
+                who = p.ref.gateway;
+                break;
         }
     }
     if (!p.refusal.empty()) {
-        m_refusals.refuse(reason::commands, p.ref.gateway.empty() ? std::string_view("commands") : p.ref.gateway,
-                          fmt::format("a command refused: {}", p.refusal));
+        m_refusals.refuse(reason::commands, who, fmt::format("a command refused: {}", p.refusal));
         command_status(p.ref, command::Status::refused, p.refusal);
         return;
     }

@@ -3,7 +3,9 @@
 // Ingest that every protocol hands its messages to. The output is written synchronously:
 // when it is full the loop blocks, so no socket is read and nothing is dropped
 // (back-pressure reaches the gateways through TCP). After each round of reads the output
-// is flushed, and only then are acknowledgements sent (native acks, PUBACK, 202).
+// is flushed, and only then are acknowledgements sent (native acks, PUBACK, 202). Commands
+// from the command input go to the gateways' connections or wait for them; what becomes of
+// each is written to the same output as command-status messages (command_lifecycle.h).
 #pragma once
 
 #include "command/command.h"
