@@ -76,6 +76,16 @@ void CommandLifecycle::transport_acknowledged(uint64_t tag, int64_t now_ns) {
 
 void CommandLifecycle::not_sent(uint64_t tag) { m_in_flight.erase(tag); }
 
+void CommandLifecycle::lost(uint64_t tag, int64_t now_ns, std::string_view reason) {
+    auto it = m_in_flight.find(tag);
+    if (it == m_in_flight.end()) return;
+    command::StatusDetail detail;
+    detail.reason = reason;
+    detail.protocol = it->second.protocol;
+    emit(it->second.ref, command::Status::dropped, now_ns, detail);
+    m_in_flight.erase(it);
+}
+
 std::optional<std::string> CommandLifecycle::reply(std::string_view gateway, std::string_view source,
                                                    schema::Message::Reader reply, int64_t now_ns) {
     command::ReplyId id = command::reply_id(reply);

@@ -38,6 +38,8 @@ public:
     uint64_t sending(const command::Ref& ref, std::string_view protocol);
     void transport_acknowledged(uint64_t tag, int64_t now_ns);
     void not_sent(uint64_t tag);
+    // Sent, and the session ended before the PUBACK with nothing to send it again: dropped.
+    void lost(uint64_t tag, int64_t now_ns, std::string_view reason);
     // A device's reply through `gateway`: an acknowledged status (matched or not). Returns
     // why it was refused (no usable correlation_id), or nullopt.
     std::optional<std::string> reply(std::string_view gateway, std::string_view source,

@@ -5,6 +5,8 @@
 #include <capnp/serialize.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace mh::endpoint {
 
 namespace {
@@ -35,6 +37,10 @@ MqttGatewaySession::MqttGatewaySession(Connection& connection, int64_t connect_t
       m_session(*this, session_options(connection, connect_timeout_ns), mqtt::Clock::now()) {}
 
 MqttGatewaySession::~MqttGatewaySession() {
+    // A clean session ends with its QoS 1 commands: those not acknowledged are gone.
+    if (!m_persistent)
+        for (uint64_t tag : m_in_flight)
+            m_connection.command_lost(tag, "the MQTT session ended before the PUBACK (clean session)");
     if (!m_slot_key.empty() && m_connection.gateway()) {
         auto& slots = m_connection.gateway()->mqtt_sessions;
         auto it = slots.find(m_slot_key);
@@ -110,6 +116,7 @@ mqtt::ConnectDecision MqttGatewaySession::authenticate(const mqtt::ConnectReques
         slot.owner = this;
         m_slot_key = request.client_id;
         decision.state = slot.state;
+        m_persistent = true;
     } else {
         m_connection.gateway()->mqtt_sessions.erase(std::string(request.client_id));
     }
@@ -176,7 +183,10 @@ std::optional<mqtt::QoS> MqttGatewaySession::may_subscribe(std::string_view filt
 
 void MqttGatewaySession::on_subscribed(std::string_view, mqtt::QoS) { m_connection.take_queued_commands(); }
 
-void MqttGatewaySession::on_delivered(uint64_t tag) { m_connection.command_transport_acknowledged(tag); }
+void MqttGatewaySession::on_delivered(uint64_t tag) {
+    if (auto it = std::find(m_in_flight.begin(), m_in_flight.end(), tag); it != m_in_flight.end()) m_in_flight.erase(it);
+    m_connection.command_transport_acknowledged(tag);
+}
 
 bool MqttGatewaySession::deliver(const wire::Frame& frame, const command::Ref& ref) {
     if (m_closed || m_session.state() != mqtt::ServerSession::State::connected) return false;
@@ -197,6 +207,7 @@ bool MqttGatewaySession::deliver(const wire::Frame& frame, const command::Ref& r
         return false;
     }
     if (state.inflight_count() + state.queued_count() == held) m_connection.command_transport_acknowledged(tag);
+    else if (!m_persistent) m_in_flight.push_back(tag);
     pump();
     return true;
 }

@@ -60,6 +60,8 @@ private:
     mqtt::ServerSession m_session;
     std::string m_slot_key;
     std::vector<uint16_t> m_to_acknowledge;
+    std::vector<uint64_t> m_in_flight;  // tags of QoS 1 commands awaiting their PUBACK (clean sessions)
+    bool m_persistent = false;          // clean session 0: what is in flight stays with the session
     JsonEncoder m_encoder;
     std::string m_payload;
     bool m_closed = false;

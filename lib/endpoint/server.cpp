@@ -231,6 +231,11 @@ void Connection::command_transport_acknowledged(uint64_t tag) {
 
 void Connection::command_not_sent(uint64_t tag) { m_server.m_lifecycle.not_sent(tag); }
 
+void Connection::command_lost(uint64_t tag, std::string_view reason) {
+    if (m_server.m_stopped) return;  // shutting down: nothing more reaches the output
+    m_server.m_lifecycle.lost(tag, m_server.m_wall_ns, reason);
+}
+
 Verdict Connection::reply_json(std::string_view text, std::string_view source, std::string* error) {
     if (text.size() > max_message_bytes()) {
         refuse(reason::oversized, fmt::format("a reply of {} bytes", text.size()));
@@ -890,6 +895,7 @@ void Server::run(std::atomic<bool>* reload, const std::function<void()>& on_relo
     for (auto& [id, connection] : m_connections)
         if (connection->m_session && !connection->m_closing) connection->m_session->flushed();
     for (auto& [id, connection] : m_connections) write_out(*connection);
+    m_stopped = true;
     m_log.info("stopping: {} connections closed", m_connections.size());
 }
 

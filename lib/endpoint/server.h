@@ -132,6 +132,7 @@ public:
     uint64_t command_sending(const command::Ref& ref);  // delivered at command_transport_acknowledged(tag)
     void command_transport_acknowledged(uint64_t tag);  // MQTT PUBACK
     void command_not_sent(uint64_t tag);
+    void command_lost(uint64_t tag, std::string_view reason);  // in flight when the session ended
     // A device's reply (a message with correlation_id), for `source` (empty: the reply's
     // own), checked as telemetry is (the source, the quota): it becomes an acknowledged status.
     Verdict reply_frame(const wire::Frame& frame, std::string_view source = {}, std::string* error = nullptr);
@@ -254,6 +255,7 @@ private:
     JsonDecoder m_reply_decoder;
     std::vector<std::byte> m_reply_frame;
     int64_t m_next_expiry_ns = 0;
+    bool m_stopped = false;  // run() returned: the output has had its last flush
     std::unique_ptr<capnp::word[]> m_scratch;  // reads land here first
     int m_epoll = -1;
     std::vector<ListenerEntry> m_listeners;
