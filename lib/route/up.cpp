@@ -7,9 +7,13 @@
 #include "route/wiring.h"
 #include "zmq/curve.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +40,29 @@ void claim_runtime_dir(const std::string& dir) {
     std::filesystem::remove_all(dir + "/sock", ec);  // sockets of an earlier run
     std::filesystem::remove_all(dir + "/final", ec);
     std::filesystem::create_directories(dir + "/sock");
+}
+
+// The tcp inputs of a host bind its address in [hosts]. Where that address is not one of
+// this machine's (a typo, the wrong namespace or machine, an address behind NAT), every bind
+// would fail and the stages restart for ever while the other hosts wait: say so at once.
+void require_local_address(const manifest::Host& host, const std::string& manifest_file) {
+    in_addr address{};
+    if (::inet_pton(AF_INET, host.address.c_str(), &address) != 1) return;  // a name: the inputs bind every interface
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    sockaddr_in probe{};
+    probe.sin_family = AF_INET;
+    probe.sin_addr = address;
+    probe.sin_port = 0;
+    int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&probe), sizeof probe);
+    int error = errno;
+    ::close(fd);
+    if (rc != 0 && error == EADDRNOTAVAIL)
+        throw Error(ExitCode::config,
+                    fmt::format("--host {}: its address in [hosts] of {}, {}, is not an address of this machine (or "
+                                "network namespace), so its tcp inputs cannot listen: run it where that address is, "
+                                "or correct [hosts]",
+                                host.name, manifest_file, host.address));
 }
 
 // The stages of the channel on one host (`up --host`): the wiring that `units` writes
@@ -93,6 +120,11 @@ Plan plan_one_host(const UpCommand& command, const LoadedManifest& loaded, const
                  "(make keys with mh-route keys {} and give --keys DIR)",
                  command.host, command.file);
     }
+    for (const auto& input : wiring.tcp_inputs())
+        if (input.host == command.host) {
+            require_local_address(*manifest.find_host(command.host), command.file);
+            break;
+        }
     for (const auto& input : wiring.tcp_inputs())
         if (input.host == command.host)
             log.info("{} listens on tcp port {}{}", input.process, input.port,

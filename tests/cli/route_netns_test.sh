@@ -12,8 +12,8 @@
 # batches per peer; past that the sender blocks: back-pressure, no drop) and follows once
 # TCP's next retransmission gets through. If the connection itself breaks (a peer restarts,
 # the cut outlasts TCP's retries), ZeroMQ reconnects and resends what is still in its queue,
-# but the batches already handed to the dead connection's kernel buffer are lost: the
-# journal's replay is what covers that (DESIGN.md, Delivery).
+# but the batches already handed to the dead connection's kernel buffer are lost, and only
+# a source that keeps what it sent (the endpoint's journal, DESIGN.md) can send them again.
 source "$(dirname "$0")/lib.sh"
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -98,6 +98,14 @@ begin "keys: a pair per host; a stranger's pair for gw that nobody lists"
 mh-route keys span.toml --dir keys > /dev/null || fail "mh-route keys failed"
 mh-route keys span.toml --dir strangers > /dev/null
 mkdir stranger-keys && cp keys/*.pub stranger-keys/ && cp strangers/gw.key stranger-keys/gw.key
+
+begin "a host run where its address is not: refused at once, not a restart loop"
+ip netns exec "${tag}core" mh-route up span.toml --host db --keys keys --runtime-dir "$WORK/run-wrong" 2> wrong.err
+expect_eq "exit code" 78 "$?"
+expect_contains "what to do" "its address in [hosts] of span.toml, ${address[db]}, is not an address of this machine" "$(cat wrong.err)"
+ip netns exec "${tag}core" mh-route up span.toml --host nowhere 2> wrong.err
+expect_eq "an undeclared host: exit code" 64 "$?"
+expect_contains "an undeclared host: the hosts" "its hosts are: gw, core, db" "$(cat wrong.err)"
 
 begin "up --host db and core, each in its namespace"
 # (ip netns exec, not a shell function, so that $! is mh-route itself)
