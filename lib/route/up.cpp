@@ -46,15 +46,22 @@ void claim_runtime_dir(const std::string& dir) {
 // this machine's (a typo, the wrong namespace or machine, an address behind NAT), every bind
 // would fail and the stages restart for ever while the other hosts wait: say so at once.
 void require_local_address(const manifest::Host& host, const std::string& manifest_file) {
-    in_addr address{};
-    if (::inet_pton(AF_INET, host.address.c_str(), &address) != 1) return;  // a name: the inputs bind every interface
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_storage probe{};
+    socklen_t size = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&probe);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&probe);
+    if (::inet_pton(AF_INET, host.address.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        size = sizeof *v4;
+    } else if (::inet_pton(AF_INET6, host.address.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        size = sizeof *v6;
+    } else {
+        return;  // a name: the inputs bind every interface
+    }
+    int fd = ::socket(probe.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return;
-    sockaddr_in probe{};
-    probe.sin_family = AF_INET;
-    probe.sin_addr = address;
-    probe.sin_port = 0;
-    int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&probe), sizeof probe);
+    int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&probe), size);
     int error = errno;
     ::close(fd);
     if (rc != 0 && error == EADDRNOTAVAIL)

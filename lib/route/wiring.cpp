@@ -11,7 +11,8 @@
 namespace mh::route {
 namespace {
 
-bool is_ipv4_literal(std::string_view address) {
+bool is_ip_literal(std::string_view address) {
+    if (address.starts_with('[')) return true;  // IPv6, bracketed
     return !address.empty() && address.find_first_not_of("0123456789.") == std::string_view::npos;
 }
 
@@ -40,9 +41,11 @@ InputAddress HostWiring::address(const std::string& group, uint32_t replica, con
     m_tcp_inputs.push_back({fmt::format("{}.{}", group, replica), host_of(host), port});
     const manifest::Host* h = m_manifest.find_host(host_of(host));
     std::string address = h ? h->address : "127.0.0.1";
+    // An IPv6 address goes in brackets (ZeroMQ's syntax, and zmq/socket.cpp turns IPv6 on).
+    if (address.find(':') != std::string::npos) address = "[" + address + "]";
     // A name may resolve to an address of another interface than the one peers reach:
     // bind every interface then, and let CURVE decide who gets in.
-    std::string bind_address = is_ipv4_literal(address) ? address : "*";
+    std::string bind_address = is_ip_literal(address) ? address : "*";
     return InputAddress{fmt::format("@tcp://{}:{}", bind_address, port), fmt::format(">tcp://{}:{}", address, port)};
 }
 

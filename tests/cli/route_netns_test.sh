@@ -166,4 +166,36 @@ grep '"kind":"alert"' expected.jsonl | jq -r .id | sort > want-alerts.txt
 expect_files_equal "alert ids" want-alerts.txt got-alerts.txt
 expect_eq "no other client was refused" 1 "$(grep -c refused core.err)"
 
+begin "IPv6 addresses in [hosts]: the same over tcp://[ADDRESS]:PORT"
+# nodad: an address still in duplicate address detection cannot be bound yet.
+ip -n "${tag}gw" addr add fd77::1/64 dev eth0 nodad && ip -n "${tag}db" addr add fd77::3/64 dev eth0 nodad \
+  || fail "cannot add IPv6 addresses"
+cat > span6.toml <<TOML
+[channel]
+name = "span6"
+[hosts]
+gw = "fd77::1"
+db = "fd77::3"
+[defaults]
+drain_quiet = "1s"
+[stage.gen]
+run = "mh-gen --count 500 --seed 6"
+host = "gw"
+[stage.archive]
+run = "mh-store append --db $WORK/archive6 --sync none"
+from = ["gen"]
+host = "db"
+TOML
+mh-route keys span6.toml --dir keys6 > /dev/null
+ip netns exec "${tag}db" mh-route up span6.toml --host db --keys keys6 --runtime-dir "$WORK/run6-db" 2> db6.err &
+db6_pid=$!; BACKGROUND_PIDS+=($db6_pid)
+ip netns exec "${tag}gw" mh-route up span6.toml --host gw --keys keys6 --runtime-dir "$WORK/run6-gw" 2> gw6.err
+expect_eq "gw's part: exit code" 0 "$?"
+wait_until 20 count_at_least "$WORK/archive6" 500 \
+  || fail "the archive has $(store_count "$WORK/archive6") of 500: db: $(cat db6.err) gw: $(cat gw6.err)"
+expect_contains "listens on the IPv6 address" "archive.1 listens on tcp port 7400" "$(cat db6.err)"
+kill -TERM $db6_pid; wait_pid_exit 30 $db6_pid
+expect_eq "db's part: exit code" 0 "$EXIT_CODE"
+expect_eq "every message once" 500 "$(store_count "$WORK/archive6")"
+
 finish
