@@ -37,6 +37,13 @@ netns_cleanup() {
   cleanup
 }
 trap netns_cleanup EXIT
+trap 'exit 143' TERM  # so that a timeout's SIGTERM cleans up too
+trap 'exit 130' INT
+# Namespaces left by a run that was killed outright (its pid gone, nothing running inside).
+for ns in $(ip netns list | grep -oE '^mh[0-9]+(sw|gw|core|db)\b'); do
+  pid=$(grep -oE '[0-9]+' <<< "$ns")
+  if ! kill -0 "$pid" 2> /dev/null && [ -z "$(ip netns pids "$ns" 2> /dev/null)" ]; then ip netns del "$ns"; fi
+done
 
 begin "three hosts as network namespaces on one bridge"
 ip netns add "$SW" && ip -n "$SW" link add br0 type bridge && ip -n "$SW" link set br0 up || fail "no bridge"
