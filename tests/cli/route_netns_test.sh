@@ -194,12 +194,18 @@ from = ["gen"]
 host = "db"
 TOML
 mh-route keys span6.toml --dir keys6 > /dev/null
-ip netns exec "${tag}db" mh-route up span6.toml --host db --keys keys6 --runtime-dir "$WORK/run6-db" 2> db6.err &
+# Without --runtime-dir: each host's part in a directory of its own (XDG_RUNTIME_DIR/mh-route/span6/HOST).
+export XDG_RUNTIME_DIR="$WORK/xdg"
+ip netns exec "${tag}db" mh-route up span6.toml --host db --keys keys6 2> db6.err &
 db6_pid=$!; BACKGROUND_PIDS+=($db6_pid)
-ip netns exec "${tag}gw" mh-route up span6.toml --host gw --keys keys6 --runtime-dir "$WORK/run6-gw" 2> gw6.err
+ip netns exec "${tag}gw" mh-route up span6.toml --host gw --keys keys6 2> gw6.err
 expect_eq "gw's part: exit code" 0 "$?"
 wait_until 20 count_at_least "$WORK/archive6" 500 \
   || fail "the archive has $(store_count "$WORK/archive6") of 500: db: $(cat db6.err) gw: $(cat gw6.err)"
+expect_contains "db's runtime directory" "channel up: 1 processes in $WORK/xdg/mh-route/span6/db" "$(cat db6.err)"
+ip netns exec "${tag}db" mh-route status span6.toml --host db --interval 0.1 > status6.txt 2>&1
+expect_contains "status --host finds it" "archive" "$(cat status6.txt)"
+expect_contains "running" "running" "$(grep archive status6.txt)"
 expect_contains "listens on the IPv6 address" "archive.1 listens on tcp port 7400" "$(cat db6.err)"
 kill -TERM $db6_pid; wait_pid_exit 30 $db6_pid
 expect_eq "db's part: exit code" 0 "$EXIT_CODE"
