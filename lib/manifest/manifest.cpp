@@ -603,11 +603,20 @@ private:
             SplitError split_error;
             auto words = split_command(text->get(), &split_error);
             if (!words) {
+                const std::string& run = text->get();
                 Location where = location_of(node);
-                // The column of the offending character, counting the opening quote.
-                where.column += static_cast<uint32_t>(split_error.offset + 1);
+                // The line and column of the offending character in the file: a string with a
+                // newline is a multi-line one ("""/'''), whose text starts after three quotes.
+                size_t line_start = run.rfind('\n', split_error.offset == 0 ? 0 : split_error.offset - 1);
+                line_start = line_start == std::string::npos || line_start >= split_error.offset ? 0 : line_start + 1;
+                const size_t quotes = run.find('\n') == std::string::npos ? 1 : 3;
+                const size_t column = split_error.offset - line_start;
+                where.line += static_cast<uint32_t>(std::count(run.begin(), run.begin() + line_start, '\n'));
+                where.column = static_cast<uint32_t>(line_start == 0 ? where.column + quotes + column : column + 1);
+                size_t line_end = run.find('\n', line_start);
                 error(where, fmt::format("run of stage {}: {}", stage.name, split_error.message),
-                      fmt::format("{}\n{}^", text->get(), std::string(split_error.offset, ' ')));
+                      fmt::format("{}\n{}^", run.substr(line_start, line_end == std::string::npos ? line_end : line_end - line_start),
+                                  std::string(column, ' ')));
                 return;
             }
             stage.argv = std::move(*words);
