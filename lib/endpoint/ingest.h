@@ -9,6 +9,7 @@
 #include "message/id.h"
 #include "message/scratch_builder.h"
 #include "json/json_codec.h"
+#include "wire/message_view.h"
 #include "wire/stream.h"
 
 #include <cstdint>
@@ -91,13 +92,16 @@ public:
 
 private:
     bool allowed(GatewayState& gateway, std::string_view source);
+    Verdict write(const std::vector<std::byte>& stamped);
 
     wire::FrameSink& m_sink;
     const Gatekeeper* m_gatekeeper;  // swapped by a reload
     wire::FrameLimits m_limits;
     IngestCounters m_counters;
     IdGenerator m_ids;
-    ScratchBuilder m_builder;
+    ScratchBuilder m_builder;     // for frames not in mh's layout
+    wire::MessageView m_view;     // the one in hand, read in place
+    MessageId m_id{};
     JsonDecoder m_decoder;
     std::vector<std::byte> m_out;
     std::vector<std::byte> m_decoded;
