@@ -160,7 +160,11 @@ Verdict Connection::ingest_json(std::string_view text, Overrides overrides, std:
     return verdict;
 }
 
-void Connection::notify_when_flushed() {
+void Connection::notify_when_flushed(bool batch) {
+    if (batch) {
+        if (m_unacked++ == 0) m_first_unacked_ns = m_server.m_mono_ns;
+        m_quick_ack = true;
+    }
     if (m_want_flushed) return;
     m_want_flushed = true;
     m_server.m_want_flushed.push_back(m_id);
@@ -651,6 +655,43 @@ void Server::route_command(const wire::Frame& frame) {
     m_commands_queued.add();
 }
 
+// Calls flushed() on the connections that asked for it; the output is flushed. A connection
+// with batched acknowledgements waits until enough messages (its batch) are in or the oldest
+// has waited k_ack_delay_ns: a client with several messages in flight then gets one write
+// for many instead of one per round. A client that fell silent before its batch was full
+// shows its window: the batch shrinks to it (and grows again when more come in a round).
+void Server::acknowledge() {
+    if (m_want_flushed.empty()) return;
+    std::vector<uint64_t> want;
+    want.swap(m_want_flushed);
+    for (uint64_t id : want) {
+        auto it = m_connections.find(id);
+        if (it == m_connections.end()) continue;
+        Connection& c = *it->second;
+        if (c.m_unacked > 0 && !c.m_closing) {
+            if (c.m_unacked < c.m_ack_batch) {
+                if (m_mono_ns - c.m_first_unacked_ns < k_ack_delay_ns) {
+                    // The TCP acknowledgement goes now, not with the reply we hold back: a
+                    // client that waits for it before sending more (Nagle) sends the rest.
+                    if (c.m_quick_ack) {
+                        int one = 1;
+                        setsockopt(c.m_fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+                        c.m_quick_ack = false;
+                    }
+                    m_want_flushed.push_back(id);
+                    continue;
+                }
+                c.m_ack_batch = c.m_unacked;
+            } else if (c.m_unacked > c.m_ack_batch) {
+                c.m_ack_batch = std::min(c.m_unacked, k_ack_batch_messages);
+            }
+        }
+        c.m_unacked = 0;
+        c.m_want_flushed = false;
+        c.m_session->flushed();
+    }
+}
+
 void Server::run(std::atomic<bool>* reload, const std::function<void()>& on_reload) {
     epoll_event events[k_max_events];
     m_mono_ns = monotonic_clock_ns();
@@ -659,6 +700,7 @@ void Server::run(std::atomic<bool>* reload, const std::function<void()>& on_relo
     while (!m_stop.load(std::memory_order_relaxed)) {
         if (reload && reload->exchange(false) && on_reload) on_reload();
         int timeout = !m_ready.empty() ? 0 : m_commands ? k_commands_wait_ms : k_idle_wait_ms;
+        if (timeout > 0 && !m_want_flushed.empty()) timeout = static_cast<int>((k_ack_delay_ns + 999'999) / 1'000'000);
         int n = epoll_wait(m_epoll, events, k_max_events, timeout);
         if (n < 0 && errno != EINTR) throw Error(ExitCode::software, errno_text("epoll_wait", errno));
         m_mono_ns = monotonic_clock_ns();
@@ -686,16 +728,7 @@ void Server::run(std::atomic<bool>* reload, const std::function<void()>& on_relo
         poll_commands();
         // Acknowledge only what the output has: flush first.
         m_ingest.flush();
-        if (!m_want_flushed.empty()) {
-            std::vector<uint64_t> want;
-            want.swap(m_want_flushed);
-            for (uint64_t id : want) {
-                auto it = m_connections.find(id);
-                if (it == m_connections.end()) continue;
-                it->second->m_want_flushed = false;
-                it->second->m_session->flushed();
-            }
-        }
+        acknowledge();
         if (!m_has_output.empty()) {
             std::vector<uint64_t> has_output;
             has_output.swap(m_has_output);
