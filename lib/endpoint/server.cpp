@@ -410,32 +410,42 @@ void Server::read_some(Connection& c) {
             scratch ? std::span<std::byte>(reinterpret_cast<std::byte*>(m_scratch.get()), k_read_chunk_bytes)
                     : std::span<std::byte>(reinterpret_cast<std::byte*>(c.m_in.get()) + c.m_in_size,
                                            std::min(k_read_chunk_bytes, c.m_in_capacity - c.m_in_size));
-        tls::IoResult result;
-        if (c.m_tls) {
-            result = c.m_tls->read(space);
-        } else {
-            ssize_t n = ::recv(c.m_fd, space.data(), space.size(), 0);
-            if (n > 0) result = {tls::Io::done, static_cast<size_t>(n)};
-            else if (n == 0) result = {tls::Io::closed, 0};
-            else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) result = {tls::Io::want_read, 0};
-            else result = {tls::Io::closed, 0};
+        // Record after record until the space is full or the next would wait: a client that
+        // sends a small TLS record per message (mosquitto_pub) has them handled as one chunk,
+        // and the error queue is cleared once, before the first (nothing runs in between).
+        size_t got = 0;
+        tls::Io next = tls::Io::done;
+        do {
+            if (c.m_tls) {
+                tls::IoResult result = c.m_tls->read(space.subspan(got), got == 0);
+                next = result.status;
+                got += result.bytes;
+            } else {
+                ssize_t n = ::recv(c.m_fd, space.data(), space.size(), 0);
+                if (n > 0) got = static_cast<size_t>(n);
+                else if (n == 0) next = tls::Io::closed;
+                else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) next = tls::Io::want_read;
+                else next = tls::Io::closed;
+                break;  // one recv takes all there is
+            }
+        } while (next == tls::Io::done && got < space.size());
+        if (got > 0) {
+            budget -= std::min(budget, got);
+            c.m_last_activity_ns = m_mono_ns;
+            if (scratch) {
+                process_scratch(c, got);
+            } else {
+                c.m_in_size += got;
+                process_input(c);
+            }
+            if (c.m_in_size > limit && !c.m_closing) {
+                c.refuse(reason::oversized, fmt::format("more than {} bytes without a complete message",
+                                                        m_options.max_message_bytes));
+                c.close("message too large");
+            }
         }
-        switch (result.status) {
-            case tls::Io::done:
-                budget -= std::min(budget, result.bytes);
-                c.m_last_activity_ns = m_mono_ns;
-                if (scratch) {
-                    process_scratch(c, result.bytes);
-                } else {
-                    c.m_in_size += result.bytes;
-                    process_input(c);
-                }
-                if (c.m_in_size > limit) {
-                    c.refuse(reason::oversized, fmt::format("more than {} bytes without a complete message",
-                                                            m_options.max_message_bytes));
-                    c.close("message too large");
-                }
-                continue;
+        switch (next) {
+            case tls::Io::done: continue;
             case tls::Io::want_read: return;
             case tls::Io::want_write:
                 c.m_read_wants_write = true;
@@ -493,11 +503,13 @@ void Server::process_input(Connection& c) {
 }
 
 void Server::write_out(Connection& c) {
+    bool first = true;
     while (c.m_out_offset < c.m_out.size()) {
         std::span<const std::byte> pending(c.m_out.data() + c.m_out_offset, c.m_out.size() - c.m_out_offset);
         tls::IoResult result;
         if (c.m_tls) {
-            result = c.m_tls->write(pending);
+            result = c.m_tls->write(pending, first);
+            first = false;
         } else {
             ssize_t n = ::send(c.m_fd, pending.data(), pending.size(), MSG_NOSIGNAL);
             if (n >= 0) result = {tls::Io::done, static_cast<size_t>(n)};

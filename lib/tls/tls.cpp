@@ -149,8 +149,8 @@ Io Session::handshake() {
     return classify(ret, "TLS handshake");
 }
 
-IoResult Session::read(std::span<std::byte> into) {
-    ERR_clear_error();
+IoResult Session::read(std::span<std::byte> into, bool clear_errors) {
+    if (clear_errors) ERR_clear_error();
     errno = 0;
     size_t got = 0;
     int ret = SSL_read_ex(m_ssl.get(), into.data(), into.size(), &got);
@@ -158,9 +158,9 @@ IoResult Session::read(std::span<std::byte> into) {
     return {classify(ret, "TLS read"), 0};
 }
 
-IoResult Session::write(std::span<const std::byte> bytes) {
+IoResult Session::write(std::span<const std::byte> bytes, bool clear_errors) {
     if (bytes.empty()) return {Io::done, 0};
-    ERR_clear_error();
+    if (clear_errors) ERR_clear_error();
     errno = 0;
     size_t wrote = 0;
     int ret = SSL_write_ex(m_ssl.get(), bytes.data(), bytes.size(), &wrote);

@@ -86,8 +86,15 @@ public:
     Session& operator=(const Session&) = delete;
 
     Io handshake();
-    IoResult read(std::span<std::byte> into);
-    IoResult write(std::span<const std::byte> bytes);
+    // OpenSSL judges a failed call by the thread's error queue, which must be empty before
+    // it. `clear_errors` false: the caller knows it is (the previous call on this thread
+    // succeeded and nothing else ran in between): clearing it costs as much as a small
+    // record's decryption, and a loop of reads needs it only before the first.
+    IoResult read(std::span<std::byte> into, bool clear_errors = true);
+    IoResult write(std::span<const std::byte> bytes, bool clear_errors = true);
+    // Whether OpenSSL holds bytes read from the socket (or plaintext) not yet returned:
+    // when not, the next read would go to the socket.
+    bool buffered() const { return SSL_has_pending(m_ssl.get()) == 1; }
     // Plaintext OpenSSL has already decrypted and buffered: epoll will not report it.
     bool pending() const { return SSL_pending(m_ssl.get()) > 0; }
     // Best effort close_notify; never blocks.
