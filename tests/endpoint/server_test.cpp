@@ -5,7 +5,7 @@
 #include "endpoint/native.h"
 #include "endpoint/server.h"
 #include "message/scratch_builder.h"
-#include "pki.h"
+#include "support/pki.h"
 #include "support/support.h"
 #include "wire/fd_input.h"
 

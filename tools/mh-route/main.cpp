@@ -5,13 +5,6 @@
 
 namespace {
 
-std::string all_subcommands_help(CLI::App& app) {
-    std::string text;
-    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
-        text += "\n" + sub->help(app.get_name());
-    return text;
-}
-
 void add_log_level(CLI::App& app, mh::cli::CommonOptions& common) {
     app.add_option("--log-level", common.log_level, "error, warn, info or debug")
         ->capture_default_str()
@@ -80,7 +73,7 @@ int main(int argc, char** argv) {
     keys_app->add_flag("--force", keys.force, "Replace key pairs that exist");
     add_log_level(*keys_app, common);
 
-    app.footer([&app] { return all_subcommands_help(app); });
+    app.footer([&app] { return cli::all_subcommands_help(app); });
 
     return cli::run_main(app, common, argc, argv, [&](cli::ToolContext& context) {
         if (*check_app) return route::run_check(check, context.log());
