@@ -46,22 +46,7 @@ Verdict Ingest::frame(GatewayState& gateway, const wire::Frame& frame, int64_t n
     if (frame.byte_count() > m_limits.max_frame_bytes) return Verdict::oversized;
     // A frame in mh's own layout (all that mh writers and the JSON decoder produce) is read
     // as views, judged whole by the walk, and written again stamped, without Cap'n Proto.
-    if (wire::read_message_view(frame, &m_view)) {
-        if (m_view.barrier) return Verdict::malformed;  // barriers are ours
-        if (!overrides.source.empty()) m_view.source = overrides.source;
-        if (!allowed(gateway, m_view.source)) return Verdict::source;
-        if (!gateway.messages.take(1, now_ns)) return Verdict::quota;
-        if (!gateway.bytes.take(static_cast<double>(frame.byte_count()), now_ns)) return Verdict::quota;
-        m_id = m_ids.next(now_ns);
-        m_view.id = std::string_view(reinterpret_cast<const char*>(m_id.data()), m_id.size());
-        if (m_view.time == 0) m_view.time = now_ns;
-        m_view.ingested = now_ns;
-        m_view.gateway = gateway.id;
-        if (!overrides.kind.empty()) m_view.kind = overrides.kind;
-        m_out.clear();
-        wire::append_message_view(m_view, m_out);
-        return write(m_out);
-    }
+    if (wire::read_message_view(frame, &m_view)) return stamp(gateway, frame.byte_count(), now_ns, overrides);
     // Any other frame (several segments, another schema's sizes): judged and copied by Cap'n Proto.
     if (!checked && wire::check_frame(frame, m_limits)) return Verdict::malformed;
     capnp::FlatArrayMessageReader message(kj::arrayPtr(frame.words, frame.word_count),
@@ -92,6 +77,23 @@ Verdict Ingest::frame(GatewayState& gateway, const wire::Frame& frame, int64_t n
     return write(m_out);
 }
 
+Verdict Ingest::stamp(GatewayState& gateway, size_t frame_bytes, int64_t now_ns, Overrides overrides) {
+    if (m_view.barrier) return Verdict::malformed;  // barriers are ours
+    if (!overrides.source.empty()) m_view.source = overrides.source;
+    if (!allowed(gateway, m_view.source)) return Verdict::source;
+    if (!gateway.messages.take(1, now_ns)) return Verdict::quota;
+    if (!gateway.bytes.take(static_cast<double>(frame_bytes), now_ns)) return Verdict::quota;
+    m_id = m_ids.next(now_ns);
+    m_view.id = std::string_view(reinterpret_cast<const char*>(m_id.data()), m_id.size());
+    if (m_view.time == 0) m_view.time = now_ns;
+    m_view.ingested = now_ns;
+    m_view.gateway = gateway.id;
+    if (!overrides.kind.empty()) m_view.kind = overrides.kind;
+    m_out.clear();
+    wire::append_message_view(m_view, m_out);
+    return write(m_out);
+}
+
 Verdict Ingest::write(const std::vector<std::byte>& bytes) {
     wire::Frame stamped{reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word)};
     m_sink.write(stamped);
@@ -107,15 +109,18 @@ Verdict Ingest::json(GatewayState& gateway, std::string_view text, int64_t now_n
         m_counters.messages_in.add();
         return Verdict::oversized;
     }
-    m_decoded.clear();
-    if (auto why = m_decoder.decode(text, m_decoded)) {
+    // Read into views and stamped straight from them: no frame of the JSON is written. What
+    // is counted and charged is the frame the JSON makes (what decode() would have written).
+    if (auto why = m_decoder.decode_view(text, m_view)) {
         m_counters.messages_in.add();
         if (error) *error = *why;
         return Verdict::malformed;
     }
-    // The decoder's vector is byte storage: operator new aligns it for words.
-    wire::Frame frame{reinterpret_cast<const capnp::word*>(m_decoded.data()), m_decoded.size() / sizeof(capnp::word)};
-    return this->frame(gateway, frame, now_ns, overrides, true);
+    size_t bytes = wire::message_view_bytes(m_view);
+    m_counters.messages_in.add();
+    m_counters.bytes_in.add(bytes);
+    if (bytes > m_limits.max_frame_bytes) return Verdict::oversized;
+    return stamp(gateway, bytes, now_ns, overrides);
 }
 
 bool Ingest::flush() {

@@ -92,6 +92,8 @@ public:
 
 private:
     bool allowed(GatewayState& gateway, std::string_view source);
+    // Judges and stamps the message in m_view (a frame of `frame_bytes`), then writes it.
+    Verdict stamp(GatewayState& gateway, size_t frame_bytes, int64_t now_ns, Overrides overrides);
     Verdict write(const std::vector<std::byte>& stamped);
 
     wire::FrameSink& m_sink;
@@ -104,7 +106,6 @@ private:
     MessageId m_id{};
     JsonDecoder m_decoder;
     std::vector<std::byte> m_out;
-    std::vector<std::byte> m_decoded;
     bool m_dirty = false;
 };
 

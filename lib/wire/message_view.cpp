@@ -179,12 +179,12 @@ public:
     void list_pointer(uint64_t at, uint64_t target, uint64_t element_size, uint64_t count) {
         word(at, offset(at, target) | 1 | (element_size | count << 3) << 32);
     }
-    // Text (NUL-terminated) or Data at the next free word, pointed to from `at`; empty: null,
-    // as the builder leaves an unset part.
-    void bytes(uint64_t at, std::string_view bytes, bool is_text) {
-        if (bytes.empty()) return;
+    // Text (NUL-terminated) or Data at the next free word, pointed to from `at`; empty and
+    // not `always`: null, an unset part.
+    void bytes(uint64_t at, std::string_view bytes, bool is_text, bool always = false) {
+        if (bytes.empty() && !always) return;
         list_pointer(at, m_next, k_byte_elements, bytes.size() + is_text);
-        std::memcpy(m_segment + m_next * 8, bytes.data(), bytes.size());
+        if (!bytes.empty()) std::memcpy(m_segment + m_next * 8, bytes.data(), bytes.size());
         m_next += is_text ? text_words(bytes.size()) : data_words(bytes.size());
     }
     uint64_t allocate(uint64_t words) {
@@ -202,23 +202,30 @@ bool has_text(schema::Field::Value::Which which) {
     return which == schema::Field::Value::TEXT || which == schema::Field::Value::JSON;
 }
 
+// Words of the segment: the header's parts when set, field names and text values always
+// (an empty one as its NUL), as the builder and the JSON decoder write them.
+uint64_t segment_words(const MessageView& view) {
+    constexpr uint64_t k_field_words = k_field_data_words + k_field_pointers;
+    uint64_t words = 1 + k_message_data_words + k_message_pointers;
+    if (view.barrier) return words + k_barrier_data_words;
+    words += data_words(view.id.size()) + data_words(view.body.size());
+    for (auto text : {view.source, view.gateway, view.kind})
+        if (!text.empty()) words += text_words(text.size());
+    if (!view.fields.empty()) words += 1 + view.fields.size() * k_field_words;
+    for (const FieldView& field : view.fields) {
+        words += text_words(field.name.size());
+        if (has_text(field.which)) words += text_words(field.text.size());
+    }
+    return words;
+}
+
 }  // namespace
+
+size_t message_view_bytes(const MessageView& view) { return 8 + segment_words(view) * 8; }
 
 void append_message_view(const MessageView& view, std::vector<std::byte>& out) {
     constexpr uint64_t k_field_words = k_field_data_words + k_field_pointers;
-    uint64_t words = 1 + k_message_data_words + k_message_pointers;
-    if (view.barrier) {
-        words += k_barrier_data_words;
-    } else {
-        words += data_words(view.id.size()) + data_words(view.body.size());
-        for (auto text : {view.source, view.gateway, view.kind})
-            if (!text.empty()) words += text_words(text.size());
-        if (!view.fields.empty()) words += 1 + view.fields.size() * k_field_words;
-        for (const FieldView& field : view.fields) {
-            if (!field.name.empty()) words += text_words(field.name.size());
-            if (has_text(field.which) && !field.text.empty()) words += text_words(field.text.size());
-        }
-    }
+    uint64_t words = segment_words(view);
     // The segment table of one segment: its count less one (0), then its size in words.
     size_t start = out.size();
     out.resize(start + 8 + words * 8);  // zeroed, as a fresh segment is
@@ -252,7 +259,7 @@ void append_message_view(const MessageView& view, std::vector<std::byte>& out) {
         uint64_t element = list + 1;
         for (const FieldView& field : view.fields) {
             uint64_t name = element + k_field_data_words;
-            segment.bytes(name, field.name, true);
+            segment.bytes(name, field.name, true, true);
             segment.tag(element, k_field_tag_byte, static_cast<uint16_t>(field.which));
             switch (field.which) {
                 case schema::Field::Value::FLOAT: {
@@ -264,7 +271,7 @@ void append_message_view(const MessageView& view, std::vector<std::byte>& out) {
                 case schema::Field::Value::INT: segment.word(element, static_cast<uint64_t>(field.int_value)); break;
                 case schema::Field::Value::BOOL: segment.word(element, field.bool_value ? 1 : 0); break;
                 case schema::Field::Value::TEXT:
-                case schema::Field::Value::JSON: segment.bytes(name + 1, field.text, true); break;
+                case schema::Field::Value::JSON: segment.bytes(name + 1, field.text, true, true); break;
             }
             element += k_field_words;
         }

@@ -58,5 +58,7 @@ bool read_message_view(const Frame& frame, MessageView* view);
 // write for the same message (read_message_view() reads it back the same), without the
 // builder: for the endpoint, which stamps every message it takes in.
 void append_message_view(const MessageView& view, std::vector<std::byte>& out);
+// How many bytes append_message_view() appends for `view`.
+size_t message_view_bytes(const MessageView& view);
 
 }  // namespace mh::wire
