@@ -92,9 +92,6 @@ public:
     // record's decryption, and a loop of reads needs it only before the first.
     IoResult read(std::span<std::byte> into, bool clear_errors = true);
     IoResult write(std::span<const std::byte> bytes, bool clear_errors = true);
-    // Whether OpenSSL holds bytes read from the socket (or plaintext) not yet returned:
-    // when not, the next read would go to the socket.
-    bool buffered() const { return SSL_has_pending(m_ssl.get()) == 1; }
     // Plaintext OpenSSL has already decrypted and buffered: epoll will not report it.
     bool pending() const { return SSL_pending(m_ssl.get()) > 0; }
     // Best effort close_notify; never blocks.
