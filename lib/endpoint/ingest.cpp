@@ -46,13 +46,18 @@ Verdict Ingest::frame(GatewayState& gateway, const wire::Frame& frame, int64_t n
     if (frame.byte_count() > m_limits.max_frame_bytes) return Verdict::oversized;
     // A frame in mh's own layout (all that mh writers and the JSON decoder produce) is read
     // as views, judged whole by the walk, and written again stamped, without Cap'n Proto.
-    if (wire::read_message_view(frame, &m_view)) return stamp(gateway, frame.byte_count(), now_ns, overrides);
+    if (wire::read_message_view(frame, &m_view)) return stamp(gateway, &frame, frame.byte_count(), now_ns, overrides);
     // Any other frame (several segments, another schema's sizes): judged and copied by Cap'n Proto.
     if (!checked && wire::check_frame(frame, m_limits)) return Verdict::malformed;
     capnp::FlatArrayMessageReader message(kj::arrayPtr(frame.words, frame.word_count),
                                           wire::reader_options(m_limits));
     auto in = message.getRoot<schema::Message>();
     if (in.getControl().which() != schema::Message::Control::NONE) return Verdict::malformed;  // barriers are ours
+    // Every way through frame() must look at the divert before a message is stamped (a
+    // faster path for some layouts included), or replies would pass as telemetry.
+    if (m_divert && overrides.kind.empty() &&
+        std::string_view(in.getKind().cStr(), in.getKind().size()) == m_divert_kind)
+        return m_divert(gateway, frame);
     std::string_view source = overrides.source.empty() ? std::string_view(in.getSource().cStr(), in.getSource().size())
                                                        : overrides.source;
     if (!allowed(gateway, source)) return Verdict::source;
@@ -77,8 +82,18 @@ Verdict Ingest::frame(GatewayState& gateway, const wire::Frame& frame, int64_t n
     return write(m_out);
 }
 
-Verdict Ingest::stamp(GatewayState& gateway, size_t frame_bytes, int64_t now_ns, Overrides overrides) {
+Verdict Ingest::stamp(GatewayState& gateway, const wire::Frame* original, size_t frame_bytes, int64_t now_ns,
+                      Overrides overrides) {
     if (m_view.barrier) return Verdict::malformed;  // barriers are ours
+    // The divert first, as on the Cap'n Proto path; a message read from JSON has no frame
+    // yet: the one decode() would have written is made for it.
+    if (m_divert && overrides.kind.empty() && m_view.kind == m_divert_kind) {
+        if (original) return m_divert(gateway, *original);
+        m_diverted.clear();
+        wire::append_message_view(m_view, m_diverted);
+        return m_divert(gateway, wire::Frame{reinterpret_cast<const capnp::word*>(m_diverted.data()),
+                                             m_diverted.size() / sizeof(capnp::word)});
+    }
     if (!overrides.source.empty()) m_view.source = overrides.source;
     if (!allowed(gateway, m_view.source)) return Verdict::source;
     if (!gateway.messages.take(1, now_ns)) return Verdict::quota;
@@ -120,7 +135,7 @@ Verdict Ingest::json(GatewayState& gateway, std::string_view text, int64_t now_n
     m_counters.messages_in.add();
     m_counters.bytes_in.add(bytes);
     if (bytes > m_limits.max_frame_bytes) return Verdict::oversized;
-    return stamp(gateway, bytes, now_ns, overrides);
+    return stamp(gateway, nullptr, bytes, now_ns, overrides);
 }
 
 bool Ingest::flush() {
