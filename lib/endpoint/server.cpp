@@ -454,6 +454,16 @@ void Server::on_event(Connection& c, uint32_t events) {
 }
 
 void Server::read_some(Connection& c) {
+    // One record buffer for the whole burst, given back at its end (idle connections hold none).
+    struct HeldBuffers {
+        tls::Session* tls;
+        explicit HeldBuffers(tls::Session* session) : tls(session) {
+            if (tls) tls->hold_buffers(true);
+        }
+        ~HeldBuffers() {
+            if (tls) tls->hold_buffers(false);
+        }
+    } held(c.m_state == Connection::State::open ? c.m_tls.get() : nullptr);
     size_t budget = k_read_budget_bytes;
     size_t limit = m_options.max_message_bytes + k_input_slack_bytes;
     c.m_read_wants_write = false;

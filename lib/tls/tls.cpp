@@ -263,6 +263,15 @@ IoResult Session::write(std::span<const std::byte> bytes, bool clear_errors) {
     return {classify(ret, "TLS write"), 0};
 }
 
+void Session::hold_buffers(bool hold) {
+    if (hold) {
+        SSL_clear_mode(m_ssl.get(), SSL_MODE_RELEASE_BUFFERS);
+    } else {
+        SSL_set_mode(m_ssl.get(), SSL_MODE_RELEASE_BUFFERS);
+        SSL_free_buffers(m_ssl.get());  // does nothing while they hold a partial record
+    }
+}
+
 void Session::shutdown() {
     ERR_clear_error();
     if (SSL_is_init_finished(m_ssl.get())) SSL_shutdown(m_ssl.get());

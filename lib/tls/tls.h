@@ -92,6 +92,10 @@ public:
     // record's decryption, and a loop of reads needs it only before the first.
     IoResult read(std::span<std::byte> into, bool clear_errors = true);
     IoResult write(std::span<const std::byte> bytes, bool clear_errors = true);
+    // While held, OpenSSL keeps its record buffer between records instead of freeing it
+    // after each one (SSL_MODE_RELEASE_BUFFERS, which keeps idle connections small, costs a
+    // malloc and a free per record); let go, it frees what it no longer needs.
+    void hold_buffers(bool hold);
     // Plaintext OpenSSL has already decrypted and buffered: epoll will not report it.
     bool pending() const { return SSL_pending(m_ssl.get()) > 0; }
     // Best effort close_notify; never blocks.
