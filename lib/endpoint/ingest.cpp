@@ -23,7 +23,7 @@ std::string_view verdict_reason(Verdict verdict) {
 IngestCounters::IngestCounters(metrics::Registry& registry)
     : messages_in(registry.counter("mh_messages_in_total", "Messages received from gateways")),
       bytes_in(registry.counter("mh_bytes_in_total", "Bytes of messages received from gateways")),
-      messages_out(registry.counter("mh_messages_out_total", "Messages accepted and written to the output")),
+      messages_out(registry.counter("mh_messages_out_total", "Messages written to the output: accepted ones and command statuses")),
       bytes_out(registry.counter("mh_bytes_out_total", "Frame bytes written to the output")) {}
 
 Ingest::Ingest(wire::FrameSink& sink, const Gatekeeper& gatekeeper, wire::FrameLimits limits,
