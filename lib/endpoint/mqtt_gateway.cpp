@@ -137,7 +137,7 @@ mqtt::PublishOutcome MqttGatewaySession::on_publish(const mqtt::Publish& publish
         case Verdict::accepted:
             if (publish.qos == mqtt::QoS::at_most_once) return mqtt::PublishOutcome::accepted;
             m_to_acknowledge.push_back(publish.packet_id);
-            m_connection.notify_when_flushed();
+            m_connection.notify_when_flushed(true);
             return mqtt::PublishOutcome::deferred;
         case Verdict::quota: return mqtt::PublishOutcome::over_quota;
         case Verdict::oversized: return mqtt::PublishOutcome::refused;
