@@ -1,6 +1,7 @@
 // Loading a channel manifest: toml++ parses, then every table is walked once with the
 // keys it may hold; each problem becomes a Diagnostic with its place and what to do.
 #include "manifest/manifest.h"
+#include "manifest/toml_source.h"
 
 #include "expr/expr.h"
 #include "message/time.h"
@@ -196,13 +197,6 @@ bool is_destination(const Stage& stage) {
 
 // ---- the loader ------------------------------------------------------------------------------
 
-namespace {
-
-Location location_of(const toml::source_region& region) { return {region.begin.line, region.begin.column}; }
-Location location_of(const toml::node& node) { return location_of(node.source()); }
-
-}  // namespace
-
 size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<size_t> row(b.size() + 1);
     for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -220,25 +214,6 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 
 namespace {
 
-// " (did you mean 'x'?)" when one candidate is close, else "".
-std::string suggestion(std::string_view word, const std::vector<std::string>& candidates) {
-    std::string best;
-    size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
-    for (const auto& candidate : candidates) {
-        size_t distance = edit_distance(word, candidate);
-        if (distance < best_distance) {
-            best_distance = distance;
-            best = candidate;
-        }
-    }
-    return best.empty() ? std::string() : fmt::format(" (did you mean '{}'?)", best);
-}
-
-std::string list(const std::vector<std::string>& words) {
-    std::string text;
-    for (const auto& word : words) text += (text.empty() ? "" : ", ") + word;
-    return text;
-}
 
 bool valid_name(std::string_view name) {
     if (name.empty() || name.size() > k_max_name_chars) return false;
@@ -804,24 +779,7 @@ private:
 
 LoadResult load(std::string_view text, std::string_view name_hint) {
     LoadResult result;
-    toml::table root;
-#if TOML_EXCEPTIONS
-    try {
-        root = toml::parse(text);
-    } catch (const toml::parse_error& e) {
-        result.errors.push_back({location_of(e.source()), fmt::format("not valid TOML: {}", e.description()), {}});
-        return result;
-    }
-#else
-    auto parsed = toml::parse(text);
-    if (!parsed) {
-        result.errors.push_back({location_of(parsed.error().source()),
-                                 fmt::format("not valid TOML: {}", parsed.error().description()), {}});
-        return result;
-    }
-    root = std::move(parsed).table();
-#endif
-    Loader(result).load(root, name_hint);
+    if (auto root = parse_toml(text, result.errors)) Loader(result).load(*root, name_hint);
     return result;
 }
 
