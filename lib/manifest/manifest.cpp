@@ -222,18 +222,6 @@ bool valid_name(std::string_view name) {
     return std::isalnum(static_cast<unsigned char>(name[0]));
 }
 
-std::string_view type_name(const toml::node& node) {
-    switch (node.type()) {
-        case toml::node_type::table: return "a table";
-        case toml::node_type::array: return "an array";
-        case toml::node_type::string: return "a string";
-        case toml::node_type::integer: return "an integer";
-        case toml::node_type::floating_point: return "a number";
-        case toml::node_type::boolean: return "a boolean";
-        default: return "a date or time";
-    }
-}
-
 class Loader {
 public:
     explicit Loader(LoadResult& result) : m_result(result), m_manifest(result.manifest) {}

@@ -18,18 +18,6 @@
 namespace mh::manifest {
 namespace {
 
-std::string_view type_name(const toml::node& node) {
-    switch (node.type()) {
-        case toml::node_type::table: return "a table";
-        case toml::node_type::array: return "an array";
-        case toml::node_type::string: return "a string";
-        case toml::node_type::integer: return "an integer";
-        case toml::node_type::floating_point: return "a number";
-        case toml::node_type::boolean: return "a boolean";
-        default: return "a date or time";
-    }
-}
-
 void copy_frame(const std::vector<std::byte>& bytes, std::vector<uint64_t>& words) {
     words.resize(bytes.size() / sizeof(uint64_t));
     if (!bytes.empty()) std::memcpy(words.data(), bytes.data(), words.size() * sizeof(uint64_t));

@@ -22,6 +22,9 @@ std::optional<toml::table> parse_toml(std::string_view text, std::vector<Diagnos
 // " (did you mean 'x'?)" when one candidate is close, else "".
 std::string suggestion(std::string_view word, const std::vector<std::string>& candidates);
 
+// "a table", "an array", "a string", ...: what a node is, for errors.
+std::string_view type_name(const toml::node& node);
+
 // "a, b, c".
 std::string list(const std::vector<std::string>& words);
 
