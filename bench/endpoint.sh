@@ -84,7 +84,7 @@ mqtt_load() {  # mqtt_load PORT QOS WITH_AUTH
   for g in $(seq -f '%02g' 1 $GATEWAYS); do
     local auth=()
     [ "$3" = yes ] && auth=(-u "gw-$g" -P "$(token_of "gw-$g")")
-    mosquitto_pub --cafile ca/ca.crt -h 127.0.0.1 -p "$1" "${auth[@]}" -i "bench-$g" -q "$2" \
+    mosquitto_pub --cafile ca/ca.crt ${MQTT_TLS_VERSION:+--tls-version "$MQTT_TLS_VERSION"} -h 127.0.0.1 -p "$1" "${auth[@]}" -i "bench-$g" -q "$2" \
       -t "telemetry/sensor-$g" -l < lines.json &
     pids+=($!)
   done
