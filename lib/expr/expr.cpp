@@ -36,9 +36,7 @@ namespace {
 std::string_view view(capnp::Text::Reader text) { return {text.begin(), text.size()}; }
 }  // namespace
 
-void Record::bind(schema::Message::Reader message, int64_t now_ns) {
-    m_message = message;
-    m_now_ns = now_ns;
+void Record::clear_slots() {
     size_t slots = m_symbols.names().size();
     if (m_index.size() != slots) {  // symbols added after construction: size once
         m_index.resize(slots);
@@ -48,7 +46,14 @@ void Record::bind(schema::Message::Reader message, int64_t now_ns) {
     }
     std::fill(m_index.begin(), m_index.end(), -1);
     std::fill(m_set.begin(), m_set.end(), 0);
-    if (slots == 0) return;
+}
+
+void Record::bind(schema::Message::Reader message, int64_t now_ns) {
+    m_message = message;
+    m_view = nullptr;
+    m_now_ns = now_ns;
+    clear_slots();
+    if (m_index.empty()) return;
     auto fields = message.getFields();
     for (uint32_t i = 0; i < fields.size(); ++i) {
         if (auto slot = m_symbols.find(view(fields[i].getName())))
@@ -56,10 +61,44 @@ void Record::bind(schema::Message::Reader message, int64_t now_ns) {
     }
 }
 
+void Record::bind(schema::Message::Reader message, const wire::MessageView& view, int64_t now_ns) {
+    m_message = message;
+    m_view = &view;
+    m_now_ns = now_ns;
+    clear_slots();
+    const auto& names = m_symbols.names();
+    size_t slots = names.size();
+    if (slots == 0) return;
+    const auto& fields = view.fields;
+    for (size_t i = 0; i < fields.size(); ++i) {
+        std::string_view name = fields[i].name;
+        // Symbols::find, inlined: sizes first, the bytes only for a name of the same size.
+        for (size_t slot = 0; slot < slots; ++slot) {
+            const std::string& symbol = names[slot];
+            if (symbol.size() != name.size() ||
+                std::memcmp(symbol.data(), name.data(), name.size()) != 0)
+                continue;
+            if (m_index[slot] < 0) m_index[slot] = static_cast<int32_t>(i);  // the first wins
+            break;
+        }
+    }
+}
+
 Value Record::field(uint32_t slot) const {
     if (m_set[slot]) return m_override[slot];
     int32_t index = m_index[slot];
     if (index < 0) return Value::missing();
+    if (m_view) {
+        const wire::FieldView& field = m_view->fields[static_cast<size_t>(index)];
+        switch (field.which) {
+            case schema::Field::Value::FLOAT: return Value::of_float(field.float_value);
+            case schema::Field::Value::INT: return Value::of_int(field.int_value);
+            case schema::Field::Value::TEXT:
+            case schema::Field::Value::JSON: return Value::of_text(field.text);
+            case schema::Field::Value::BOOL: return Value::of_bool(field.bool_value);
+        }
+        return Value::missing();
+    }
     auto value = m_message.getFields()[static_cast<uint32_t>(index)].getValue();
     switch (value.which()) {
         case schema::Field::Value::FLOAT: return Value::of_float(value.getFloat());
@@ -261,6 +300,27 @@ Value Program::arithmetic(Op op, const Value& x, const Value& y, Scratch& scratc
 }
 
 Value Program::header(Op op, const Record& record, Scratch& scratch) const {
+    if (const wire::MessageView* view = record.message_view()) {
+        auto text_or_missing = [](std::string_view t) {
+            return t.size() ? Value::of_text(t) : Value::missing();
+        };
+        switch (op) {
+            case Op::time: return view->time ? Value::of_int(view->time) : Value::missing();
+            case Op::ingested:
+                return view->ingested ? Value::of_int(view->ingested) : Value::missing();
+            case Op::source: return text_or_missing(view->source);
+            case Op::gateway: return text_or_missing(view->gateway);
+            case Op::kind: return text_or_missing(view->kind);
+            case Op::body: return text_or_missing(view->body);
+            case Op::id: {
+                if (view->id.empty()) return Value::missing();
+                char* p = scratch.reserve(view->id.size() * 2 + 4);
+                char* end = format_id({reinterpret_cast<const uint8_t*>(view->id.data()), view->id.size()}, p);
+                return Value::of_text(scratch.commit(static_cast<size_t>(end - p)));
+            }
+            default: return Value::missing();
+        }
+    }
     auto message = record.message();
     auto text_or_missing = [](capnp::Text::Reader t) {
         return t.size() ? Value::of_text(view(t)) : Value::missing();

@@ -14,6 +14,7 @@
 #pragma once
 
 #include "schema/message.capnp.h"
+#include "wire/message_view.h"
 
 #include <cstdint>
 #include <memory>
@@ -68,8 +69,13 @@ public:
     // Binds the record to a message: one pass over its fields. `now_ns` is what now()
     // returns for this message (a controlled clock in tests and replays).
     void bind(schema::Message::Reader message, int64_t now_ns);
+    // The same for a frame read_message_view() took: the fields and the header are read
+    // from `view` (plain values, no Cap'n Proto reader per access); `message` is the same
+    // frame, for callers that build from it. Both must stay valid while the record is used.
+    void bind(schema::Message::Reader message, const wire::MessageView& view, int64_t now_ns);
 
     schema::Message::Reader message() const { return m_message; }
+    const wire::MessageView* message_view() const { return m_view; }  // when bound to a view
     int64_t now_ns() const { return m_now_ns; }
     Value field(uint32_t slot) const;
     // Index into message().getFields() of the field in `slot`, or -1.
@@ -81,8 +87,11 @@ public:
     bool is_set(uint32_t slot) const { return m_set[slot]; }
 
 private:
+    void clear_slots();
+
     const Symbols& m_symbols;
     schema::Message::Reader m_message;
+    const wire::MessageView* m_view = nullptr;
     int64_t m_now_ns = 0;
     std::vector<int32_t> m_index;
     std::vector<Value> m_override;
