@@ -1,14 +1,106 @@
 #!/usr/bin/env bash
-# One command on a fresh Debian bookworm machine: installs what is missing, builds, and
-# runs the demo channel end to end: simulated sensors behind two gateways, with injected
-# anomalies, across a ZeroMQ hop, printed for people, then as JSON, then at full speed.
+# One command on a fresh Debian bookworm machine: installs what is missing, builds, and runs
+# the demo. First the cold-chain channel of examples/cold-chain-gateways.toml under mh-route
+# up for about half a minute: simulated gateways over TLS with tokens, a store, per-minute
+# aggregates, boundary alerts to a webhook and a command back to a gateway; then the tools
+# one by one: a pipeline with anomalies across a ZeroMQ hop, store queries, detectors, JSON,
+# Cap'n Proto, and the speed of a pipe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 export PATH="$PWD/build/tools:$PATH"
-run=$(mktemp -d); trap 'rm -rf "$run"' EXIT
+run=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$run"
+}
+trap cleanup EXIT
+seconds=${MH_DEMO_SECONDS:-30}
 
+# wait_for DEADLINE_S COMMAND...: polls until COMMAND succeeds; fails past the deadline.
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
+
+channel=$run/channel
+echo
+echo "== The cold-chain channel (examples/cold-chain-gateways.toml), run by mh-route for ${seconds} s:"
+echo "   12 sensors behind 3 gateways (mh-gen) and a cold room whose door is open (a gateway"
+echo "   that speaks MQTT with mosquitto_pub) send over TLS with tokens to mh-endpoint; readings"
+echo "   are stored (mh-store), aggregated per minute (mh-aggregate) and checked against 8 °C"
+echo "   (mh-filter); alerts go to mh-notify, which calls a webhook and sends the command"
+echo "   cool_down back to the gateway, where the cold room's controller (mh-stream mqtt) gets it =="
+python3 examples/webhook-receiver.py --secret-file "$channel/hook.key" --log "$run/webhook.jsonl" 2> "$run/webhook.log" &
+pids+=($!)
+wait_for 10 grep -q 'listening on' "$run/webhook.log" || { cat "$run/webhook.log" >&2; exit 69; }
+hook_port=$(grep -oE '[0-9]+$' "$run/webhook.log" | head -1)
+# The gateways send for all but the last few seconds, then stop by themselves (mh-gen waits
+# for the endpoint's acknowledgement of every reading); SIGTERM then drains the channel.
+send=$((seconds > 8 ? seconds - 4 : 4))
+examples/cold-chain-setup.sh --hook-url "http://127.0.0.1:$hook_port/hooks/mh" \
+  --readings $((24 * send)) --cold-room-readings $((send / 2)) "$channel"
+manifest=$channel/cold-chain-gateways.toml
+mh-route graph --text "$manifest" | sed -n '1,2p'
+mh-route up "$manifest" --runtime-dir "$run/rt" 2> "$run/up.log" &
+up=$!
+pids+=($up)
+SECONDS=0
+status() { mh-route status "$manifest" --runtime-dir "$run/rt" --interval 1; }
+for at in $((seconds / 3)) $((seconds - 4)); do
+  while [ $SECONDS -lt $at ]; do sleep 0.2; done
+  echo
+  echo "-- live, after ${SECONDS} s: messages per second and totals per process (mh-route status) --"
+  status > "$run/status.txt" || true
+  cat "$run/status.txt"
+  restarted=$(awk 'NR > 2 && $4 > 0 { printf "%s%s", sep, $1; sep = ", " }' "$run/status.txt")
+  [ -z "$restarted" ] || [ "$at" -ne $((seconds / 3)) ] || echo "   (restarted by mh-route: $restarted, which started before the endpoint listened)"
+  echo "   webhook calls so far: $(grep -c '^webhook: signed' "$run/webhook.log" || true)," \
+       "commands at the cold room's controller: $(mh-cat --to json < "$channel/controller.frames" 2>/dev/null | wc -l)"
+done
+while [ $SECONDS -lt "$seconds" ]; do sleep 0.2; done
+fleet_done() { [ "$(awk -F'\t' '$1 == "fleet" { print $3 }' "$run/rt/processes.tsv")" = exited ]; }
+wait_for 30 fleet_done || echo "demo: the gateways are still sending; stopping them with the channel" >&2
+echo
+echo "-- SIGTERM: mh-route drains the channel from the sources down --"
+kill -TERM $up
+wait_for 60 bash -c "! kill -0 $up 2>/dev/null" || { echo "demo: the channel did not drain in 60 s" >&2; kill -KILL $up; }
+wait $up && echo "drained: $(grep -c 'it took in all' "$run/up.log") stages stopped once they had taken in everything their upstream sent"
+status | sed -n '1p;2p;/^ingest\|^check \|^minute\|^archive\|^notify/p'
+
+echo
+echo "== The per-minute aggregates, from the archive (the last minute closed at the drain) =="
+mh-store query --db "$channel/archive" --where 'kind == "aggregate"' --format json \
+  | jq -r '"\(.window_start / 1e9 | floor | strftime("%H:%M"))-\(.window_end / 1e9 | floor | strftime("%H:%M"))  \(.source | . + " " * (13 - length))  n=\(.count)  mean \(.mean_t * 100 | round / 100) °C  min \(.min_t * 100 | round / 100)  max \(.max_t * 100 | round / 100)"' \
+  | sort | head -40
+
+echo
+echo "== The alerts (mh-filter --alert 'too_warm=temperature > 8'), per sensor =="
+mh-store query --db "$channel/archive" --where 'kind == "alert"' --format json \
+  | jq -r '"\(.gateway) \(.source)"' | sort | uniq -c | awk '{ printf "  %4d alerts  %s %s\n", $1, $2, $3 }'
+mh-store query --db "$channel/archive" --where 'kind == "alert" and gateway != "cold-room"' --format json --limit 5 \
+  | jq -r '"  \(.time / 1e9 | floor | strftime("%H:%M:%S"))  \(.source) on \(.gateway): \(.temperature * 100 | round / 100) °C (\(.rule): \(.expr))"'
+
+echo
+echo "== The webhook calls received (mh-notify: once per incident, again every 10 s while it lasts,"
+echo "   and when it resolves; each signed with HMAC-SHA256, checked by the receiver) =="
+grep '^webhook: ' "$run/webhook.log" | sed 's/^/  /'
+
+echo
+echo "== The commands delivered to the cold room's controller (mh-stream mqtt, logged in as the"
+echo "   gateway cold-room, subscribed to commands/cold-room/#) =="
+mh-cat --to json < "$channel/controller.frames" \
+  | jq -r '"  \(.ingested / 1e9 | floor | strftime("%H:%M:%S"))  \(.command) for \(.source) (\(.state), incident \(.incident))"'
+echo "  (the fleet's commands went to mh-gen's own connections: $(grep -c 'gateway":"gw-' "$run/webhook.jsonl" || true) notifications for gw-01..gw-03)"
+
+echo
+echo "== More: the tools one by one =="
 echo
 echo "== A channel: 12 sensors behind 2 gateways send 24 readings a second (5% anomalies,"
 echo "   labelled) over a ZeroMQ socket; mh-filter adds Fahrenheit and raises an alert above"

@@ -15,6 +15,7 @@ packages=(
   jq                         # test oracles
   libxml2-utils              # xmllint: SVG output parses as XML (mh-store plot)
   time                       # peak memory in bench/run.sh
+  python3                    # the demo's webhook receiver (examples/webhook-receiver.py), free ports
 )
 
 missing=()

@@ -744,24 +744,23 @@ void Aggregator::tick(int64_t now_ns) {
 
 void Aggregator::advance(int64_t watermark, int64_t now_ns) {
     m_watermark = std::max(m_watermark, watermark);
-    while (!m_due.empty() && m_due.top().end <= m_watermark) {
-        Due due = m_due.top();
-        m_due.pop();
-        Group& group = m_groups[due.group];
-        if (group.generation != due.group_generation) continue;
-        Pane& pane = group.panes[due.pane];
-        if (!pane.open || pane.generation != due.pane_generation) continue;
-        emit(due.group, due.pane, now_ns, false);
-        close_pane(due.group, due.pane);
-    }
+    close_due(m_watermark, now_ns);
     if (m_has_silence && (m_silence_checked == INT64_MIN || m_watermark - m_silence_checked >= m_silence_step))
         check_silence(now_ns);
 }
 
 void Aggregator::close_all(int64_t now_ns) {
     if (m_has_silence) check_silence(now_ns);
-    int64_t last_end = m_watermark;
-    while (!m_due.empty()) {
+    int64_t last_end = close_due(INT64_MAX, now_ns);
+    // What arrives for a closed window now is late, as it would be had the watermark passed.
+    m_watermark = std::max(m_watermark, last_end);
+}
+
+// Emits and closes, in order of their end, the open windows that end at or before `limit`
+// (entries of evicted groups or already closed panes are skipped); returns the last end closed.
+int64_t Aggregator::close_due(int64_t limit, int64_t now_ns) {
+    int64_t last_end = INT64_MIN;
+    while (!m_due.empty() && m_due.top().end <= limit) {
         Due due = m_due.top();
         m_due.pop();
         Group& group = m_groups[due.group];
@@ -772,8 +771,7 @@ void Aggregator::close_all(int64_t now_ns) {
         close_pane(due.group, due.pane);
         last_end = std::max(last_end, due.end);
     }
-    // What arrives for a closed window now is late, as it would be had the watermark passed.
-    m_watermark = last_end;
+    return last_end;
 }
 
 // ---- output ----

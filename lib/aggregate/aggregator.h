@@ -155,6 +155,7 @@ class Aggregator {
     void schedule(uint32_t group, uint32_t pane);
     void merge_sessions(uint32_t group, uint32_t pane);
     void advance(int64_t watermark, int64_t now_ns);
+    int64_t close_due(int64_t limit, int64_t now_ns);
     void emit(uint32_t group, uint32_t pane, int64_t now_ns, bool evicted);
     void close_pane(uint32_t group, uint32_t pane);
     void run_detectors(uint32_t group, int64_t time, int64_t now_ns);

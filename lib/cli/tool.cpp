@@ -12,6 +12,13 @@ namespace mh::cli {
 
 std::string version_text(const std::string& tool) { return tool + " (mh) 0.1.0"; }
 
+std::string all_subcommands_help(CLI::App& app) {
+    std::string text;
+    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+        text += "\n" + sub->help(app.get_name());
+    return text;
+}
+
 CLI::Validator unsigned_number() {
     return CLI::Validator(
         [](std::string& text) { return text.starts_with('-') ? std::string("expected 0 or more") : std::string(); },

@@ -78,6 +78,10 @@ int run_main(CLI::App& app, const CommonOptions& options, int argc, char** argv,
 
 std::string version_text(const std::string& tool);
 
+// For tools with subcommands: --help of the tool itself shows every subcommand's options too,
+// one page to read. Use as `app.footer([&app] { return all_subcommands_help(app); })`.
+std::string all_subcommands_help(CLI::App& app);
+
 // For unsigned options: CLI11 would wrap "-1" around to 2^64-1.
 CLI::Validator unsigned_number();
 

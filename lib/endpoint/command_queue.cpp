@@ -32,9 +32,13 @@ CommandQueue::CommandQueue(const std::string& dir, size_t max_per_gateway) : m_m
     // The next sequence continues after the highest stored one (of any gateway).
     store::Cursor cursor(txn, m_table);
     MDB_val key{}, value{};
-    for (bool ok = cursor.move(MDB_FIRST, key, value); ok; ok = cursor.move(MDB_NEXT, key, value))
+    for (bool ok = cursor.move(MDB_FIRST, key, value); ok; ok = cursor.move(MDB_NEXT, key, value)) {
         if (key.mv_size >= 8)
             m_next_seq = std::max(m_next_seq, get_be64(static_cast<const std::byte*>(key.mv_data) + key.mv_size - 8) + 1);
+        if (value.mv_size >= 8)
+            m_earliest_expiry_ns = std::min(m_earliest_expiry_ns,
+                                            static_cast<int64_t>(get_be64(static_cast<const std::byte*>(value.mv_data))));
+    }
     txn.commit();
 }
 
@@ -58,7 +62,7 @@ size_t CommandQueue::size(std::string_view gateway) {
     return n;
 }
 
-size_t CommandQueue::push(std::string_view gateway, store::Bytes frame, int64_t expires_ns) {
+size_t CommandQueue::push(std::string_view gateway, store::Bytes frame, int64_t expires_ns, const Visit& dropped_one) {
     size_t dropped = 0;
     std::string p = prefix(gateway);
     store::Txn txn(*m_env, store::Txn::Kind::write);
@@ -73,6 +77,12 @@ size_t CommandQueue::push(std::string_view gateway, store::Bytes frame, int64_t 
         while (n >= m_max && n > 0) {
             MDB_val k{p.size(), p.data()}, v{};
             if (!cursor.move(MDB_SET_RANGE, k, v) || !starts_with(k, p)) break;
+            if (dropped_one && v.mv_size > 8) {
+                // Copied: the frame must be word aligned.
+                auto* data = static_cast<const std::byte*>(v.mv_data);
+                std::vector<std::byte> old(data + 8, data + v.mv_size);
+                dropped_one(old);
+            }
             cursor.del();
             --n;
             ++dropped;
@@ -85,11 +95,12 @@ size_t CommandQueue::push(std::string_view gateway, store::Bytes frame, int64_t 
     value.append(reinterpret_cast<const char*>(frame.data()), frame.size());
     txn.put(m_table, store::as_bytes(key), store::as_bytes(value));
     txn.commit();
+    m_earliest_expiry_ns = std::min(m_earliest_expiry_ns, expires_ns);
     return dropped;
 }
 
 size_t CommandQueue::take(std::string_view gateway, int64_t now_ns, const std::function<bool(store::Bytes)>& deliver,
-                          size_t& expired) {
+                          const Visit& expired) {
     std::string p = prefix(gateway);
     size_t delivered = 0;
     store::Txn txn(*m_env, store::Txn::Kind::write);
@@ -103,7 +114,10 @@ size_t CommandQueue::take(std::string_view gateway, int64_t now_ns, const std::f
                 auto* data = static_cast<const std::byte*>(value.mv_data);
                 int64_t expires = static_cast<int64_t>(get_be64(data));
                 if (expires < now_ns) {
-                    ++expired;
+                    if (expired && value.mv_size > 8) {
+                        std::vector<std::byte> frame(data + 8, data + value.mv_size);
+                        expired(frame);
+                    }
                     cursor.del();
                 } else {
                     // Copied: the frame must be word aligned and outlive the cursor move.
@@ -120,6 +134,35 @@ size_t CommandQueue::take(std::string_view gateway, int64_t now_ns, const std::f
     }
     txn.commit();
     return delivered;
+}
+
+size_t CommandQueue::expire(int64_t now_ns, const Visit& expired) {
+    if (now_ns <= m_earliest_expiry_ns) return 0;
+    size_t count = 0;
+    int64_t earliest = INT64_MAX;
+    store::Txn txn(*m_env, store::Txn::Kind::write);
+    {
+        store::Cursor cursor(txn, m_table);
+        MDB_val key{}, value{};
+        for (bool ok = cursor.move(MDB_FIRST, key, value); ok; ok = cursor.move(MDB_NEXT, key, value)) {
+            if (value.mv_size < 8) continue;
+            auto* data = static_cast<const std::byte*>(value.mv_data);
+            int64_t expires = static_cast<int64_t>(get_be64(data));
+            if (expires >= now_ns) {
+                earliest = std::min(earliest, expires);
+                continue;
+            }
+            if (expired && value.mv_size > 8) {
+                std::vector<std::byte> frame(data + 8, data + value.mv_size);
+                expired(frame);
+            }
+            ++count;
+            cursor.del();
+        }
+    }
+    txn.commit();
+    m_earliest_expiry_ns = earliest;
+    return count;
 }
 
 }  // namespace mh::endpoint

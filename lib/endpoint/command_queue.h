@@ -19,13 +19,19 @@ public:
     CommandQueue(const std::string& dir, size_t max_per_gateway);
     ~CommandQueue();
 
-    // Stores a command; returns how many older ones were dropped to make room (0 or 1).
-    size_t push(std::string_view gateway, store::Bytes frame, int64_t expires_ns);
+    using Visit = std::function<void(store::Bytes frame)>;
+
+    // Stores a command; the older ones dropped to make room (0 or 1) are passed to `dropped`.
+    // Returns how many were dropped.
+    size_t push(std::string_view gateway, store::Bytes frame, int64_t expires_ns, const Visit& dropped = {});
     // Offers the gateway's commands in order: expired ones (expires_ns < now) are removed and
-    // counted in `expired`; `deliver` returns false to stop (the command stays queued).
+    // passed to `expired`; `deliver` returns false to stop (the command stays queued).
     // Returns how many were delivered.
     size_t take(std::string_view gateway, int64_t now_ns, const std::function<bool(store::Bytes)>& deliver,
-                size_t& expired);
+                const Visit& expired);
+    // Removes every gateway's expired commands, passing each to `expired`; cheap while
+    // nothing can have expired (the earliest expiry is kept). Returns how many.
+    size_t expire(int64_t now_ns, const Visit& expired);
     size_t size(std::string_view gateway);
 
 private:
@@ -34,6 +40,7 @@ private:
     MDB_dbi m_table = 0;
     size_t m_max;
     uint64_t m_next_seq = 1;
+    int64_t m_earliest_expiry_ns = INT64_MAX;  // no stored command expires before this
 };
 
 }  // namespace mh::endpoint

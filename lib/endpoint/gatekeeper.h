@@ -26,6 +26,9 @@ struct Login {
     std::string reason = "auth";         // the metrics label of the refusal
 };
 
+// Whether commands may go to a gateway (the registry's `commands` key).
+enum class CommandAccess { allowed, unknown_gateway, not_allowed };
+
 class Gatekeeper {
 public:
     virtual ~Gatekeeper() = default;
@@ -33,6 +36,7 @@ public:
     virtual Login check_certificate(const tls::Fingerprint& fingerprint) const = 0;
     virtual bool may_publish(std::string_view gateway, std::string_view source) const = 0;
     virtual Quota quota(std::string_view gateway) const = 0;
+    virtual CommandAccess command_access(std::string_view /*gateway*/) const { return CommandAccess::allowed; }
 };
 
 }  // namespace mh::endpoint

@@ -37,7 +37,10 @@ HttpGatewaySession::HttpGatewaySession(Connection& connection)
     : m_connection(connection), m_parser(http_limits(connection)), m_decoder(body_limits(connection)) {}
 
 void HttpGatewaySession::respond(http::Response response) {
-    if (response.close) m_close_after = true;
+    if (response.close) {
+        m_close_after = true;
+        if (response.status >= 400) m_linger = true;
+    }
     http::write(m_responses, response);
     m_connection.notify_when_flushed();
 }
@@ -47,7 +50,7 @@ void HttpGatewaySession::flushed() {
         m_connection.send(m_responses);
         m_responses.clear();
     }
-    if (m_close_after) m_connection.close("HTTP connection done");
+    if (m_close_after) m_connection.close("HTTP connection done", m_linger ? Linger::yes : Linger::no);
 }
 
 size_t HttpGatewaySession::receive(std::span<const std::byte> data) {
@@ -134,8 +137,16 @@ void HttpGatewaySession::handle(const http::Request& request) {
             return;
         }
         get_commands();
+    } else if (path == k_replies_path) {
+        if (request.method != "POST") {
+            auto response = http::error_response(405, "POST replies here");
+            response.headers.emplace_back("Allow", "POST");
+            respond(std::move(response));
+            return;
+        }
+        post_replies(request);
     } else {
-        respond(http::error_response(404, "POST /v1/messages or GET /v1/commands"));
+        respond(http::error_response(404, "POST /v1/messages, GET /v1/commands or POST /v1/replies"));
     }
     if (!request.keep_alive) m_close_after = true;
 }
@@ -195,9 +206,10 @@ void HttpGatewaySession::post_messages(const http::Request& request) {
 
 void HttpGatewaySession::get_commands() {
     http::Response response;
-    size_t count = m_connection.take_queued_commands([&](const wire::Frame& frame) {
+    size_t count = m_connection.take_queued_commands([&](const wire::Frame& frame, const command::Ref& ref) {
         capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count));
         m_encoder.encode(reader.getRoot<schema::Message>(), response.body);
+        m_connection.command_delivered(ref);
         return true;
     });
     if (count == 0) {
@@ -207,6 +219,48 @@ void HttpGatewaySession::get_commands() {
     }
     response.status = 200;
     response.content_type = "application/x-ndjson";
+    respond(std::move(response));
+}
+
+void HttpGatewaySession::post_replies(const http::Request& request) {
+    m_frames.clear();
+    http::BodyResult result =
+        m_decoder.decode(request.header("Content-Type").value_or(""), request.body, m_frames, Strict::yes);
+    if (result.status != 0) {
+        m_connection.refuse(result.status == 413 ? reason::oversized : reason::malformed,
+                            fmt::format("HTTP replies refused ({}): {}", result.status, result.first_error));
+        respond(http::error_response(result.status, result.first_error.empty() ? "the body is not replies"
+                                                                                : result.first_error));
+        return;
+    }
+    size_t accepted = 0, refused = 0;
+    Verdict last_refusal = Verdict::accepted;
+    std::string first_error;
+    for (size_t at = 0; at < m_frames.size();) {
+        auto rest = std::span<const std::byte>(m_frames).subspan(at);
+        wire::FrameScan scan = wire::scan_frame(rest, {m_connection.max_message_bytes()});
+        if (scan.status != wire::ScanStatus::complete) break;  // the decoder made them: cannot happen
+        wire::Frame frame{reinterpret_cast<const capnp::word*>(rest.data()), scan.frame_bytes / sizeof(capnp::word)};
+        std::string error;
+        Verdict verdict = m_connection.reply_frame(frame, {}, &error);
+        if (verdict == Verdict::accepted) {
+            ++accepted;
+        } else {
+            ++refused;
+            last_refusal = verdict;
+            if (first_error.empty()) first_error = error.empty() ? std::string(verdict_reason(verdict)) : error;
+        }
+        at += scan.frame_bytes;
+    }
+    http::Response response;
+    response.content_type = "application/json";
+    if (accepted == 0 && refused > 0) {
+        response.status = last_refusal == Verdict::source ? 403 : last_refusal == Verdict::quota ? 429 : 400;
+        response.body = counts(accepted, refused, first_error);
+    } else {
+        response.status = 202;
+        response.body = counts(accepted, refused, first_error);
+    }
     respond(std::move(response));
 }
 

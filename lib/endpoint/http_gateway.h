@@ -11,7 +11,13 @@
 //                       413 when it holds more messages than the quota's burst (it never could).
 //   GET /v1/commands    the commands waiting for this gateway, as JSON lines (200), or 204
 //                       when there are none: how an HTTP-only gateway fetches them.
-// Keep-alive and pipelining are supported; responses keep the requests' order.
+//   POST /v1/replies    devices' replies to commands (lib/command), in the bodies
+//                       /v1/messages takes, each with correlation_id: 202 {"accepted":N,
+//                       "refused":M}; when none is accepted 400 (no correlation_id, not
+//                       JSON), 403 (a foreign source) or 429.
+// Keep-alive and pipelining are supported; responses keep the requests' order. A response
+// that ends the connection with an error (413 for a body announced too large, ...) closes
+// lingering: the client gets to read it even while it is still sending its body.
 #pragma once
 
 #include "endpoint/server.h"
@@ -28,6 +34,7 @@ namespace mh::endpoint {
 constexpr size_t k_body_messages_per_max_message = 64;  // a body may hold this many largest messages
 constexpr std::string_view k_messages_path = "/v1/messages";
 constexpr std::string_view k_commands_path = "/v1/commands";
+constexpr std::string_view k_replies_path = "/v1/replies";
 
 class HttpGatewaySession final : public Session {
 public:
@@ -40,6 +47,7 @@ private:
     void handle(const http::Request& request);
     void post_messages(const http::Request& request);
     void get_commands();
+    void post_replies(const http::Request& request);
     void respond(http::Response response);
 
     Connection& m_connection;
@@ -50,6 +58,7 @@ private:
     std::vector<std::byte> m_frames;
     std::string m_responses;  // waiting for the output flush
     bool m_close_after = false;
+    bool m_linger = false;  // the close follows an error: linger (see above)
     JsonEncoder m_encoder;
 };
 

@@ -48,6 +48,11 @@ Verdict Ingest::frame(GatewayState& gateway, const wire::Frame& frame, int64_t n
                                           wire::reader_options(m_limits));
     auto in = message.getRoot<schema::Message>();
     if (in.getControl().which() != schema::Message::Control::NONE) return Verdict::malformed;  // barriers are ours
+    // Every way through frame() must look at the divert before a message is stamped (a
+    // faster path for some layouts included), or replies would pass as telemetry.
+    if (m_divert && overrides.kind.empty() &&
+        std::string_view(in.getKind().cStr(), in.getKind().size()) == m_divert_kind)
+        return m_divert(gateway, frame);
     std::string_view source = overrides.source.empty() ? std::string_view(in.getSource().cStr(), in.getSource().size())
                                                        : overrides.source;
     if (!allowed(gateway, source)) return Verdict::source;

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -42,6 +43,12 @@ struct TextHash {
     size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
 };
 
+// A command waiting in memory for its gateway (without --command-queue).
+struct QueuedCommand {
+    int64_t expires_ns;
+    std::vector<std::byte> frame;
+};
+
 // One gateway's state shared by all its connections: quota buckets, connection count,
 // commands waiting for it.
 struct GatewayState {
@@ -50,7 +57,7 @@ struct GatewayState {
     TokenBucket bytes;
     uint32_t connections = 0;
     std::unordered_map<std::string, bool, TextHash, std::equal_to<>> may_publish;  // cache, cleared on reload
-    std::deque<std::vector<std::byte>> commands;       // frames waiting for delivery
+    std::deque<QueuedCommand> commands;                // waiting for delivery
     std::map<std::string, MqttSlot> mqtt_sessions;     // persistent MQTT sessions by client id
 };
 
@@ -87,6 +94,13 @@ public:
     // Hands everything written so far to the output for real; true if there was anything.
     bool flush();
     void set_gatekeeper(const Gatekeeper& gatekeeper) { m_gatekeeper = &gatekeeper; }
+    // Messages of kind `kind` (their own: no override) are not ingested but handed to
+    // `divert`, after the frame check (the endpoint's command replies, lib/command).
+    using Divert = std::function<Verdict(GatewayState&, const wire::Frame&)>;
+    void divert(std::string kind, Divert divert) {
+        m_divert_kind = std::move(kind);
+        m_divert = std::move(divert);
+    }
     size_t max_message_bytes() const { return m_limits.max_frame_bytes; }
 
 private:
@@ -102,6 +116,8 @@ private:
     std::vector<std::byte> m_out;
     std::vector<std::byte> m_decoded;
     bool m_dirty = false;
+    std::string m_divert_kind;
+    Divert m_divert;
 };
 
 }  // namespace mh::endpoint

@@ -5,6 +5,8 @@
 #include <capnp/serialize.h>
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace mh::endpoint {
 
 namespace {
@@ -35,6 +37,10 @@ MqttGatewaySession::MqttGatewaySession(Connection& connection, int64_t connect_t
       m_session(*this, session_options(connection, connect_timeout_ns), mqtt::Clock::now()) {}
 
 MqttGatewaySession::~MqttGatewaySession() {
+    // A clean session ends with its QoS 1 commands: those not acknowledged are gone.
+    if (!m_persistent)
+        for (uint64_t tag : m_in_flight)
+            m_connection.command_lost(tag, "the MQTT session ended before the PUBACK (clean session)");
     if (!m_slot_key.empty() && m_connection.gateway()) {
         auto& slots = m_connection.gateway()->mqtt_sessions;
         auto it = slots.find(m_slot_key);
@@ -110,6 +116,7 @@ mqtt::ConnectDecision MqttGatewaySession::authenticate(const mqtt::ConnectReques
         slot.owner = this;
         m_slot_key = request.client_id;
         decision.state = slot.state;
+        m_persistent = true;
     } else {
         m_connection.gateway()->mqtt_sessions.erase(std::string(request.client_id));
     }
@@ -120,12 +127,37 @@ void MqttGatewaySession::on_connected(bool) { m_connection.take_queued_commands(
 
 mqtt::PublishOutcome MqttGatewaySession::on_publish(const mqtt::Publish& publish) {
     if (!publish.topic.starts_with(k_telemetry_prefix) || publish.topic.size() == k_telemetry_prefix.size()) {
+        if (publish.topic.starts_with(k_replies_prefix)) return on_reply(publish);
         m_connection.refuse(reason::source, fmt::format("MQTT topic '{}' is not telemetry/<source>", publish.topic));
         return mqtt::PublishOutcome::dropped;
     }
     std::string_view source = publish.topic.substr(k_telemetry_prefix.size());
     Verdict verdict = m_connection.ingest_json(publish.payload, {source, "telemetry"});
     switch (verdict) {
+        case Verdict::accepted:
+            if (publish.qos == mqtt::QoS::at_most_once) return mqtt::PublishOutcome::accepted;
+            m_to_acknowledge.push_back(publish.packet_id);
+            m_connection.notify_when_flushed();
+            return mqtt::PublishOutcome::deferred;
+        case Verdict::quota: return mqtt::PublishOutcome::over_quota;
+        case Verdict::oversized: return mqtt::PublishOutcome::refused;
+        case Verdict::source:
+        case Verdict::malformed: return mqtt::PublishOutcome::dropped;
+    }
+    return mqtt::PublishOutcome::dropped;
+}
+
+mqtt::PublishOutcome MqttGatewaySession::on_reply(const mqtt::Publish& publish) {
+    std::string_view rest = publish.topic.substr(k_replies_prefix.size());
+    const std::string& own = m_connection.gateway()->id;
+    bool ok = rest.starts_with(own) && (rest.size() == own.size() || rest[own.size()] == '/');
+    std::string_view source = ok && rest.size() > own.size() ? rest.substr(own.size() + 1) : std::string_view();
+    if (!ok || (rest.size() > own.size() && source.empty())) {
+        m_connection.refuse(reason::source, fmt::format("MQTT reply topic '{}' (only replies/{}[/<source>])",
+                                                        publish.topic, own));
+        return mqtt::PublishOutcome::dropped;
+    }
+    switch (m_connection.reply_json(publish.payload, source)) {
         case Verdict::accepted:
             if (publish.qos == mqtt::QoS::at_most_once) return mqtt::PublishOutcome::accepted;
             m_to_acknowledge.push_back(publish.packet_id);
@@ -151,7 +183,12 @@ std::optional<mqtt::QoS> MqttGatewaySession::may_subscribe(std::string_view filt
 
 void MqttGatewaySession::on_subscribed(std::string_view, mqtt::QoS) { m_connection.take_queued_commands(); }
 
-bool MqttGatewaySession::deliver(const wire::Frame& frame) {
+void MqttGatewaySession::on_delivered(uint64_t tag) {
+    if (auto it = std::find(m_in_flight.begin(), m_in_flight.end(), tag); it != m_in_flight.end()) m_in_flight.erase(it);
+    m_connection.command_transport_acknowledged(tag);
+}
+
+bool MqttGatewaySession::deliver(const wire::Frame& frame, const command::Ref& ref) {
     if (m_closed || m_session.state() != mqtt::ServerSession::State::connected) return false;
     capnp::FlatArrayMessageReader reader(kj::arrayPtr(frame.words, frame.word_count));
     auto command = reader.getRoot<schema::Message>();
@@ -160,9 +197,19 @@ bool MqttGatewaySession::deliver(const wire::Frame& frame) {
     m_payload.clear();
     m_encoder.encode(command, m_payload);
     if (!m_payload.empty() && m_payload.back() == '\n') m_payload.pop_back();
-    auto result = m_session.deliver(topic, m_payload, mqtt::QoS::at_least_once);
+    // QoS 1: delivered at the PUBACK; QoS 0 (the subscription's): delivered once written.
+    const mqtt::SessionState& state = m_session.session_state();
+    size_t held = state.inflight_count() + state.queued_count();
+    uint64_t tag = m_connection.command_sending(ref);
+    auto result = m_session.deliver(topic, m_payload, mqtt::QoS::at_least_once, tag);
+    if (result != mqtt::DeliverResult::sent && result != mqtt::DeliverResult::queued) {
+        m_connection.command_not_sent(tag);
+        return false;
+    }
+    if (state.inflight_count() + state.queued_count() == held) m_connection.command_transport_acknowledged(tag);
+    else if (!m_persistent) m_in_flight.push_back(tag);
     pump();
-    return result == mqtt::DeliverResult::sent || result == mqtt::DeliverResult::queued;
+    return true;
 }
 
 }  // namespace mh::endpoint

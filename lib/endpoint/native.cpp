@@ -1,6 +1,8 @@
 #include "endpoint/native.h"
 
+#include "command/command.h"
 #include "core/error.h"
+#include "message/time.h"
 
 #include <fmt/format.h>
 #include <capnp/serialize.h>
@@ -12,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 namespace mh::endpoint {
 
@@ -146,9 +149,10 @@ void NativeSession::flushed() {
     m_acked = m_handled;
 }
 
-bool NativeSession::deliver(const wire::Frame& frame) {
+bool NativeSession::deliver(const wire::Frame& frame, const command::Ref& ref) {
     if (!m_logged_in) return false;
     send_record(RecordType::command, frame.bytes());
+    m_connection.command_delivered(ref);
     return true;
 }
 
@@ -309,6 +313,12 @@ std::optional<std::vector<std::byte>> NativeClient::wait_command(int timeout_ms)
     return command;
 }
 
+std::vector<std::vector<std::byte>> NativeClient::take_commands() {
+    while (read_records(0)) {
+    }
+    return std::exchange(m_commands, {});
+}
+
 }  // namespace mh::endpoint
 
 namespace mh::endpoint {
@@ -369,7 +379,42 @@ void GatewaysSink::write(const wire::Frame& frame) {
 }
 
 void GatewaysSink::flush() {
-    for (auto& [gateway, client] : m_clients) client->flush();
+    for (auto& [gateway, client] : m_clients) {
+        if (m_links.answer_commands)
+            for (const auto& command : client->take_commands()) answer(*client, gateway, command);
+        client->flush();
+    }
+}
+
+void GatewaysSink::answer(NativeClient& client, std::string_view gateway, const std::vector<std::byte>& command) {
+    // Copied into words: the record's payload need not be aligned for a reader.
+    std::vector<capnp::word> words(command.size() / sizeof(capnp::word));
+    std::memcpy(words.data(), command.data(), words.size() * sizeof(capnp::word));
+    wire::Frame frame{words.data(), words.size()};
+    if (wire::check_frame(frame, {})) {
+        if (m_links.log) m_links.log->warn("{}: a command that is not a frame, not answered", gateway);
+        return;
+    }
+    command::Ref ref = command::describe(frame);
+    if (m_links.log)
+        m_links.log->info("{}: command {}{}{} (correlation_id {}): answered", gateway,
+                          ref.name.empty() ? "(unnamed)" : ref.name, ref.source.empty() ? "" : " for ",
+                          ref.source, ref.correlation_id);
+    capnp::MallocMessageBuilder builder;
+    auto reply = builder.initRoot<schema::Message>();
+    reply.setTime(wall_clock_ns());
+    reply.setSource(ref.source);
+    reply.setGateway(std::string(gateway));
+    reply.setKind(std::string(command::k_reply_kind));
+    auto fields = reply.initFields(2);
+    fields[0].setName(std::string(command::k_correlation_field));
+    fields[0].getValue().setText(ref.correlation_id);
+    fields[1].setName("result");
+    fields[1].getValue().setText("done");
+    m_reply.clear();
+    wire::append_frame(builder, m_reply);
+    client.send({reinterpret_cast<const capnp::word*>(m_reply.data()), m_reply.size() / sizeof(capnp::word)});
+    ++m_answered;
 }
 
 Ack GatewaysSink::finish(int timeout_ms) {

@@ -15,6 +15,7 @@
 //   command (4): one frame, a message of kind "command" for this gateway
 #pragma once
 
+#include "core/log.h"
 #include "endpoint/net.h"
 #include "endpoint/server.h"
 #include "tls/tls.h"
@@ -42,7 +43,7 @@ public:
     explicit NativeSession(Connection& connection) : m_connection(connection) {}
     size_t receive(std::span<const std::byte> data) override;
     void flushed() override;
-    bool deliver(const wire::Frame& frame) override;
+    bool deliver(const wire::Frame& frame, const command::Ref& ref) override;
 
 private:
     size_t hello(std::span<const std::byte> data);
@@ -83,6 +84,8 @@ public:
     Ack wait_ack(uint64_t handled, int timeout_ms = 30'000);
     // Waits for one command; nullopt when none came within `timeout_ms`.
     std::optional<std::vector<std::byte>> wait_command(int timeout_ms);
+    // Reads what the endpoint sent without waiting; returns the commands received so far.
+    std::vector<std::vector<std::byte>> take_commands();
     const Ack& last_ack() const { return m_ack; }
     uint64_t sent() const { return m_sent; }
     const std::string& refusal() const { return m_refusal; }
@@ -111,6 +114,10 @@ struct GatewayLinks {
     std::string address;                         // tls://HOST:PORT, or tcp://HOST:PORT (plaintext)
     std::string ca_file, cert_file, key_file;   // TLS trust and the optional client certificate
     std::map<std::string, std::string> tokens;  // gateway -> token; none: the certificate logs in
+    // Act as the devices too: log each command received and reply to it (kind command-reply,
+    // the command's source and correlation_id, result "done"). Needs `log`.
+    bool answer_commands = false;
+    Log* log = nullptr;
 };
 
 // "tls://127.0.0.1:7001" -> TLS and the address; "tcp://..." -> plaintext. Throws Error(usage).
@@ -129,6 +136,7 @@ public:
 
 private:
     NativeClient& client(std::string_view gateway);
+    void answer(NativeClient& client, std::string_view gateway, const std::vector<std::byte>& command);
     GatewayLinks m_links;
     bool m_tls;
     HostPort m_address;
@@ -136,6 +144,8 @@ private:
     std::map<std::string, std::unique_ptr<NativeClient>, std::less<>> m_clients;
     std::string m_last_gateway;
     NativeClient* m_last = nullptr;
+    std::vector<std::byte> m_reply;
+    uint64_t m_answered = 0;
 };
 
 }  // namespace mh::endpoint

@@ -33,4 +33,10 @@ Quota RegistryGatekeeper::quota(std::string_view gateway) const {
             static_cast<uint32_t>(q.max_connections)};
 }
 
+CommandAccess RegistryGatekeeper::command_access(std::string_view gateway) const {
+    const gateway::Gateway* found = m_registry->find(gateway);
+    if (!found) return CommandAccess::unknown_gateway;
+    return found->commands ? CommandAccess::allowed : CommandAccess::not_allowed;
+}
+
 }  // namespace mh::endpoint

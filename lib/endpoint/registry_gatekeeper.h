@@ -19,6 +19,7 @@ public:
     Login check_certificate(const tls::Fingerprint& fingerprint) const override;
     bool may_publish(std::string_view gateway, std::string_view source) const override;
     Quota quota(std::string_view gateway) const override;
+    CommandAccess command_access(std::string_view gateway) const override;
 
 private:
     std::shared_ptr<const gateway::Registry> m_registry;

@@ -80,9 +80,10 @@ void Connection::send(std::span<const std::byte> bytes) {
     }
 }
 
-void Connection::close(std::string_view why) {
+void Connection::close(std::string_view why, Linger linger) {
     if (m_closing) return;
     m_closing = true;
+    m_linger = linger == Linger::yes;
     m_server.m_log.debug("{} ({}): closing: {}", m_peer, who(), why);
     m_server.m_to_close.push_back(m_id);
 }
@@ -173,34 +174,89 @@ double Connection::quota_wait_seconds(double messages, double bytes) const {
 }
 
 void Connection::take_queued_commands() {
-    take_queued_commands([&](const wire::Frame& frame) { return m_session->deliver(frame); });
+    take_queued_commands(
+        [&](const wire::Frame& frame, const command::Ref& ref) { return m_session->deliver(frame, ref); });
 }
 
-size_t Connection::take_queued_commands(const std::function<bool(const wire::Frame&)>& deliver) {
+namespace {
+wire::Frame frame_of(std::span<const std::byte> bytes) {
+    return {reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word)};
+}
+constexpr std::string_view k_expired_away = "its expiry passed while the gateway was away";
+}  // namespace
+
+size_t Connection::take_queued_commands(const std::function<bool(const wire::Frame&, const command::Ref&)>& deliver) {
     if (!m_gateway) return 0;
     size_t delivered = 0;
+    auto expired = [&](store::Bytes bytes) {
+        m_server.command_status(command::describe(frame_of(bytes)), command::Status::expired, k_expired_away);
+        m_server.m_commands_expired.add();
+    };
     if (m_server.m_queue) {
-        size_t expired = 0;
         delivered = m_server.m_queue->take(
             m_gateway->id, m_server.m_wall_ns,
             [&](store::Bytes bytes) {
-                wire::Frame frame{reinterpret_cast<const capnp::word*>(bytes.data()),
-                                  bytes.size() / sizeof(capnp::word)};
-                return deliver(frame);
+                wire::Frame frame = frame_of(bytes);
+                return deliver(frame, command::describe(frame));
             },
             expired);
-        m_server.m_commands_expired.add(expired);
     }
     auto& queue = m_gateway->commands;
     while (!queue.empty()) {
-        const auto& bytes = queue.front();
-        wire::Frame frame{reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word)};
-        if (!deliver(frame)) break;
-        ++delivered;
+        const auto& queued = queue.front();
+        if (queued.expires_ns < m_server.m_wall_ns) {
+            expired(queued.frame);
+        } else {
+            wire::Frame frame = frame_of(queued.frame);
+            if (!deliver(frame, command::describe(frame))) break;
+            ++delivered;
+        }
         queue.pop_front();
     }
     m_server.m_commands_delivered.add(delivered);
     return delivered;
+}
+
+void Connection::command_delivered(const command::Ref& ref) {
+    m_server.m_lifecycle.delivered(ref, protocol_name(m_protocol), m_server.m_wall_ns);
+}
+
+uint64_t Connection::command_sending(const command::Ref& ref) {
+    return m_server.m_lifecycle.sending(ref, protocol_name(m_protocol));
+}
+
+void Connection::command_transport_acknowledged(uint64_t tag) {
+    m_server.m_lifecycle.transport_acknowledged(tag, m_server.m_wall_ns);
+}
+
+void Connection::command_not_sent(uint64_t tag) { m_server.m_lifecycle.not_sent(tag); }
+
+void Connection::command_lost(uint64_t tag, std::string_view reason) {
+    if (m_server.m_stopped) return;  // shutting down: nothing more reaches the output
+    m_server.m_lifecycle.lost(tag, m_server.m_wall_ns, reason);
+}
+
+Verdict Connection::reply_json(std::string_view text, std::string_view source, std::string* error) {
+    if (text.size() > max_message_bytes()) {
+        refuse(reason::oversized, fmt::format("a reply of {} bytes", text.size()));
+        return Verdict::oversized;
+    }
+    auto& decoded = m_server.m_reply_frame;
+    decoded.clear();
+    if (auto why = m_server.m_reply_decoder.decode(text, decoded)) {
+        refuse(reason::malformed, fmt::format("a reply: {}", *why));
+        if (error) *error = *why;
+        return Verdict::malformed;
+    }
+    return reply_frame(frame_of(decoded), source, error);
+}
+
+Verdict Connection::reply_frame(const wire::Frame& frame, std::string_view source, std::string* error) {
+    std::string why;
+    Verdict verdict = m_server.reply(*m_gateway, frame, source, why);
+    if (verdict != Verdict::accepted) refuse(verdict_reason(verdict), fmt::format("a reply: {}", why));
+    if (error) *error = why;
+    return verdict;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -226,7 +282,13 @@ Server::Server(const ServerOptions& options, std::shared_ptr<tls::Context> tls, 
       m_commands_expired(metrics.counter("mh_endpoint_commands_expired_total",
                                          "Queued commands dropped because their time to live passed")),
       m_commands_dropped(metrics.counter("mh_endpoint_commands_dropped_total",
-                                         "Queued commands dropped because the gateway's queue was full")) {
+                                         "Queued commands dropped because the gateway's queue was full")),
+      m_lifecycle(output, metrics, (options.seed ? options.seed : static_cast<uint64_t>(wall_clock_ns())) ^ 0x636f6d6dULL) {
+    // Replies that come as messages of their own kind (native frames, HTTPS /v1/messages).
+    m_ingest.divert(std::string(command::k_reply_kind), [this](GatewayState& gateway, const wire::Frame& frame) {
+        std::string why;
+        return reply(gateway, frame, {}, why);
+    });
     if (!m_options.command_queue.empty())
         m_queue = std::make_unique<CommandQueue>(m_options.command_queue, m_options.max_pending_commands);
     if (!m_tls && !m_options.insecure_loopback)
@@ -375,6 +437,7 @@ void Server::handshake(Connection& c) {
 
 void Server::on_event(Connection& c, uint32_t events) {
     if (c.m_closing) {
+        if (c.m_lingering && (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) drain(c);
         if (events & EPOLLOUT) write_out(c);
         return;
     }
@@ -523,7 +586,7 @@ void Server::write_out(Connection& c) {
 
 void Server::update_events(Connection& c) {
     uint32_t events = EPOLLRDHUP;
-    if (!c.m_closing) events |= EPOLLIN;
+    if (!c.m_closing || c.m_lingering) events |= EPOLLIN;
     if (c.m_out_offset < c.m_out.size() || c.m_read_wants_write) events |= EPOLLOUT;
     if (events == c.m_events) return;
     epoll_event event{};
@@ -535,7 +598,7 @@ void Server::update_events(Connection& c) {
 
 void Server::close_now(Connection& c, std::string_view why) {
     (void)why;
-    if (c.m_tls && c.m_state == Connection::State::open) c.m_tls->shutdown();
+    if (c.m_tls && c.m_state == Connection::State::open && !c.m_lingering) c.m_tls->shutdown();
     if (c.m_gateway && c.m_gateway->connections > 0) --c.m_gateway->connections;
     epoll_ctl(m_epoll, EPOLL_CTL_DEL, c.m_fd, nullptr);
     m_connections.erase(c.m_id);
@@ -554,9 +617,41 @@ void Server::sweep() {
             pending.push_back(id);
             continue;
         }
+        if (c.m_linger && c.m_out_offset >= c.m_out.size()) {
+            if (!c.m_lingering) start_linger(c);
+            if (!c.m_drained && m_mono_ns < c.m_linger_deadline_ns) {
+                pending.push_back(id);
+                continue;
+            }
+        }
         close_now(c, "closed");
     }
     m_to_close = std::move(pending);
+}
+
+// The response is out: say so (TLS close_notify, FIN) and read what the client still sends,
+// so that closing does not reset the connection under a response it has not read yet.
+void Server::start_linger(Connection& c) {
+    if (c.m_tls && c.m_state == Connection::State::open) c.m_tls->shutdown();
+    ::shutdown(c.m_fd, SHUT_WR);
+    c.m_lingering = true;
+    c.m_linger_deadline_ns = m_mono_ns + k_linger_ns;
+    update_events(c);
+    drain(c);
+}
+
+void Server::drain(Connection& c) {
+    auto* buffer = reinterpret_cast<std::byte*>(m_scratch.get());
+    while (!c.m_drained) {
+        ssize_t n = ::recv(c.m_fd, buffer, k_read_chunk_bytes, 0);
+        if (n > 0) {
+            c.m_linger_bytes += static_cast<size_t>(n);
+            if (c.m_linger_bytes > k_linger_max_bytes) c.m_drained = true;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+        c.m_drained = true;  // end of stream or an error: nothing more to wait for
+    }
 }
 
 void Server::tick() {
@@ -605,50 +700,125 @@ void Server::poll_commands() {
     }
 }
 
+void Server::command_status(const command::Ref& ref, command::Status status, std::string_view reason) {
+    command::StatusDetail detail;
+    detail.reason = reason;
+    m_lifecycle.emit(ref, status, m_wall_ns, detail);
+}
+
+namespace {
+constexpr std::string_view k_dropped_full = "the gateway's command queue was full (--max-pending-commands)";
+}
+
 void Server::route_command(const wire::Frame& frame) {
-    wire::FrameLimits limits{m_options.max_message_bytes};
-    if (auto why = wire::check_frame(frame, limits)) {
-        m_refusals.refuse(reason::malformed, "commands", fmt::format("a garbled command frame: {}", *why));
+    command::Prepared p = command::prepare(frame, m_wall_ns, m_options.command_ttl_ns,
+                                           wire::FrameLimits{m_options.max_message_bytes}, m_lifecycle.ids());
+    if (p.control) return;  // barriers of the stream the commands came in
+    // Refusals are logged under the gateway only when it is a known one: the names in
+    // commands for unknown gateways must not grow the per-gateway log state.
+    std::string_view who = "commands";
+    if (p.refusal.empty()) {
+        switch (m_gatekeeper->command_access(p.ref.gateway)) {
+            case CommandAccess::allowed: break;
+            case CommandAccess::unknown_gateway: p.refusal = "unknown gateway: not in the registry"; break;
+            case CommandAccess::not_allowed:
+                p.refusal = "the gateway's registry entry does not allow commands";
+                who = p.ref.gateway;
+                break;
+        }
+    }
+    if (!p.refusal.empty()) {
+        m_refusals.refuse(reason::commands, who, fmt::format("a command refused: {}", p.refusal));
+        command_status(p.ref, command::Status::refused, p.refusal);
         return;
     }
-    capnp::FlatArrayMessageReader message(kj::arrayPtr(frame.words, frame.word_count), wire::reader_options(limits));
-    auto command = message.getRoot<schema::Message>();
-    std::string gateway = command.getGateway();
-    if (command.getKind() != "command" || gateway.empty()) {
-        m_refusals.refuse(reason::malformed, "commands",
-                          "a message that is not a command addressed to a gateway (kind \"command\", gateway set)");
+    if (p.expires_ns < m_wall_ns) {
+        m_commands_expired.add();
+        command_status(p.ref, command::Status::expired, "its expiry had passed when it arrived");
         return;
     }
-    GatewayState& state = gateway_state(gateway);
+    wire::Frame ready = frame_of(p.frame);
+    GatewayState& state = gateway_state(p.ref.gateway);
     for (auto& [id, connection] : m_connections) {
         Connection& c = *connection;
         if (c.m_gateway != &state || c.m_closing || !c.m_session) continue;
-        if (c.m_session->deliver(frame)) {
+        if (c.m_session->deliver(ready, p.ref)) {
             m_commands_delivered.add();
             if (c.m_out_offset < c.m_out.size()) write_out(c);
             return;
         }
     }
-    if (m_queue) {
-        size_t dropped = m_queue->push(state.id, frame.bytes(), m_wall_ns + m_options.command_ttl_ns);
-        if (dropped) {
-            m_commands_dropped.add(dropped);
-            m_refusals.refuse(reason::commands, state.id,
-                              "the gateway's command queue is full; the oldest is dropped", dropped);
-        }
-        m_commands_queued.add();
+    if (p.expires_ns <= m_wall_ns) {  // a time to live of 0: now or never
+        m_commands_expired.add();
+        command_status(p.ref, command::Status::expired, "the gateway was not connected before its expiry");
         return;
     }
-    if (state.commands.size() >= m_options.max_pending_commands) {
+    auto dropped_one = [&](std::span<const std::byte> bytes) {
         m_commands_dropped.add();
-        m_refusals.refuse(reason::commands, state.id,
-                          fmt::format("{} commands already wait for this gateway; the oldest is dropped",
-                                      state.commands.size()));
-        state.commands.pop_front();
+        m_refusals.refuse(reason::commands, state.id, "the gateway's command queue is full; the oldest is dropped");
+        command_status(command::describe(frame_of(bytes)), command::Status::dropped, k_dropped_full);
+    };
+    if (m_queue) {
+        m_queue->push(state.id, p.frame, p.expires_ns, dropped_one);
+    } else {
+        if (state.commands.size() >= m_options.max_pending_commands) {
+            dropped_one(state.commands.front().frame);
+            state.commands.pop_front();
+        }
+        state.commands.push_back({p.expires_ns, std::move(p.frame)});
     }
-    auto bytes = frame.bytes();
-    state.commands.emplace_back(bytes.begin(), bytes.end());
     m_commands_queued.add();
+    command::StatusDetail detail;
+    detail.expires_ns = p.expires_ns;
+    m_lifecycle.emit(p.ref, command::Status::queued, m_wall_ns, detail);
+}
+
+Verdict Server::reply(GatewayState& gateway, const wire::Frame& frame, std::string_view source, std::string& why) {
+    wire::FrameLimits limits{m_options.max_message_bytes};
+    if (frame.byte_count() > limits.max_frame_bytes) {
+        why = fmt::format("{} bytes, over the limit", frame.byte_count());
+        return Verdict::oversized;
+    }
+    if (auto garbled = wire::check_frame(frame, limits)) {
+        why = *garbled;
+        return Verdict::malformed;
+    }
+    capnp::FlatArrayMessageReader message(kj::arrayPtr(frame.words, frame.word_count), wire::reader_options(limits));
+    auto reply = message.getRoot<schema::Message>();
+    if (source.empty()) source = std::string_view(reply.getSource().cStr(), reply.getSource().size());
+    if (!source.empty() && !m_gatekeeper->may_publish(gateway.id, source)) {
+        why = fmt::format("source {} is not one of this gateway's", source);
+        return Verdict::source;
+    }
+    if (!gateway.messages.take(1, m_wall_ns) || !gateway.bytes.take(static_cast<double>(frame.byte_count()), m_wall_ns)) {
+        why = "over quota";
+        return Verdict::quota;
+    }
+    if (auto refusal = m_lifecycle.reply(gateway.id, source, reply, m_wall_ns)) {
+        why = *refusal;
+        return Verdict::malformed;
+    }
+    return Verdict::accepted;
+}
+
+// Queued commands whose expiry passed: dropped, each with its status.
+void Server::expire_commands() {
+    auto expired = [&](std::span<const std::byte> bytes) {
+        m_commands_expired.add();
+        command_status(command::describe(frame_of(bytes)), command::Status::expired, k_expired_away);
+    };
+    for (auto& [id, state] : m_gateways) {
+        auto& queue = state->commands;
+        for (auto it = queue.begin(); it != queue.end();) {
+            if (it->expires_ns < m_wall_ns) {
+                expired(it->frame);
+                it = queue.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    if (m_queue) m_queue->expire(m_wall_ns, expired);
 }
 
 void Server::run(std::atomic<bool>* reload, const std::function<void()>& on_reload) {
@@ -686,6 +856,7 @@ void Server::run(std::atomic<bool>* reload, const std::function<void()>& on_relo
         poll_commands();
         // Acknowledge only what the output has: flush first.
         m_ingest.flush();
+        m_lifecycle.flush();
         if (!m_want_flushed.empty()) {
             std::vector<uint64_t> want;
             want.swap(m_want_flushed);
@@ -709,14 +880,22 @@ void Server::run(std::atomic<bool>* reload, const std::function<void()>& on_relo
         if (m_mono_ns >= m_next_tick_ns) {
             tick();
             m_next_tick_ns = m_mono_ns + k_tick_ns;
+            if (m_wall_ns >= m_next_expiry_ns) {
+                expire_commands();
+                m_next_expiry_ns = m_wall_ns + k_command_expiry_sweep_ns;
+            }
         }
+        // Statuses written after the flush above (deliveries, PUBACKs, expiries).
+        m_lifecycle.flush();
         sweep();
     }
     m_ingest.flush();
+    m_lifecycle.flush();
     m_output.flush();
     for (auto& [id, connection] : m_connections)
         if (connection->m_session && !connection->m_closing) connection->m_session->flushed();
     for (auto& [id, connection] : m_connections) write_out(*connection);
+    m_stopped = true;
     m_log.info("stopping: {} connections closed", m_connections.size());
 }
 

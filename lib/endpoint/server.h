@@ -3,15 +3,20 @@
 // Ingest that every protocol hands its messages to. The output is written synchronously:
 // when it is full the loop blocks, so no socket is read and nothing is dropped
 // (back-pressure reaches the gateways through TCP). After each round of reads the output
-// is flushed, and only then are acknowledgements sent (native acks, PUBACK, 202).
+// is flushed, and only then are acknowledgements sent (native acks, PUBACK, 202). Commands
+// from the command input go to the gateways' connections or wait for them; what becomes of
+// each is written to the same output as command-status messages (command_lifecycle.h).
 #pragma once
 
+#include "command/command.h"
 #include "core/log.h"
 #include "core/stop.h"
+#include "endpoint/command_lifecycle.h"
 #include "endpoint/gatekeeper.h"
 #include "endpoint/ingest.h"
 #include "endpoint/limits.h"
 #include "endpoint/net.h"
+#include "json/json_codec.h"
 #include "metrics/metrics.h"
 #include "tls/tls.h"
 #include "wire/stream.h"
@@ -40,6 +45,12 @@ constexpr size_t k_default_max_pending_commands = 1000;  // per gateway
 constexpr int64_t k_default_command_ttl_ns = 86'400'000'000'000;  // 24 h
 constexpr size_t k_read_chunk_bytes = 64 << 10;
 constexpr size_t k_read_budget_bytes = 1 << 20;  // per connection per round: fairness
+constexpr int64_t k_command_expiry_sweep_ns = 1'000'000'000;  // queued commands are checked this often
+// A lingering close (HTTP errors): after the response, the write side is shut and what the
+// client still sends is read and discarded for at most this long or this much, so that the
+// client reads the response instead of a connection reset.
+constexpr int64_t k_linger_ns = 5'000'000'000;
+constexpr size_t k_linger_max_bytes = 64 << 20;
 
 enum class Protocol { native, mqtt, https };
 std::string_view protocol_name(Protocol protocol);
@@ -73,11 +84,15 @@ public:
     virtual size_t receive(std::span<const std::byte> data) = 0;
     // Everything ingested before this call is in the output: acknowledge it.
     virtual void flushed() {}
-    // A command for this connection's gateway; false when this session cannot take commands.
-    virtual bool deliver(const wire::Frame&) { return false; }
+    // A command for this connection's gateway; false when this session cannot take it now.
+    // A session that takes it tells the connection when it is delivered (command_delivered,
+    // or command_sending and later command_transport_acknowledged).
+    virtual bool deliver(const wire::Frame&, const command::Ref&) { return false; }
     // Called about four times a second: protocol deadlines (MQTT keep-alive).
     virtual void tick(int64_t /*monotonic_ns*/) {}
 };
+
+enum class Linger { no, yes };
 
 // What a Session sees of its connection.
 class Connection {
@@ -87,8 +102,8 @@ public:
 
     void send(std::span<const std::byte> bytes);
     void send(std::string_view text) { send(std::as_bytes(std::span(text.data(), text.size()))); }
-    // Closes once what was sent is written.
-    void close(std::string_view why);
+    // Closes once what was sent is written; with Linger::yes, after a lingering close.
+    void close(std::string_view why, Linger linger = Linger::no);
     bool closing() const { return m_closing; }
 
     // Log in: refusals are counted and logged; false when refused (the session closes).
@@ -107,10 +122,21 @@ public:
     void notify_when_flushed();
     // Counts and logs a refusal under this connection's gateway (or peer address).
     void refuse(std::string_view why, std::string_view what, uint64_t count = 1);
-    // Commands queued for this gateway while it was away, delivered through the session now.
+    // Commands queued for this gateway while it was away, delivered through the session now
+    // (the expired ones are dropped, with their status).
     void take_queued_commands();
     // The same through `deliver` (false: stop, the command stays queued); returns how many.
-    size_t take_queued_commands(const std::function<bool(const wire::Frame&)>& deliver);
+    size_t take_queued_commands(const std::function<bool(const wire::Frame&, const command::Ref&)>& deliver);
+    // The command lifecycle (lib/endpoint/command_lifecycle.h), for sessions.
+    void command_delivered(const command::Ref& ref);    // written to this connection now
+    uint64_t command_sending(const command::Ref& ref);  // delivered at command_transport_acknowledged(tag)
+    void command_transport_acknowledged(uint64_t tag);  // MQTT PUBACK
+    void command_not_sent(uint64_t tag);
+    void command_lost(uint64_t tag, std::string_view reason);  // in flight when the session ended
+    // A device's reply (a message with correlation_id), for `source` (empty: the reply's
+    // own), checked as telemetry is (the source, the quota): it becomes an acknowledged status.
+    Verdict reply_frame(const wire::Frame& frame, std::string_view source = {}, std::string* error = nullptr);
+    Verdict reply_json(std::string_view text, std::string_view source = {}, std::string* error = nullptr);
     // Seconds until the gateway's quota would allow `messages` of `bytes` (HTTP Retry-After).
     double quota_wait_seconds(double messages, double bytes) const;
 
@@ -147,6 +173,11 @@ private:
     bool m_want_flushed = false;
     bool m_ready = false;         // in the ready list: more to read without waiting
     bool m_has_output = false;    // in the list of connections to write out this round
+    bool m_linger = false;        // close lingering (close(..., Linger::yes))
+    bool m_lingering = false;     // write side shut, reading to discard
+    bool m_drained = false;       // the peer closed (or sent too much): close now
+    size_t m_linger_bytes = 0;
+    int64_t m_linger_deadline_ns = 0;
 };
 
 class Server {
@@ -194,6 +225,12 @@ private:
     void tick();
     void poll_commands();
     void route_command(const wire::Frame& frame);
+    void expire_commands();
+    // A device's reply through `gateway` (see Connection::reply_frame); `why` says why not.
+    Verdict reply(GatewayState& gateway, const wire::Frame& frame, std::string_view source, std::string& why);
+    void command_status(const command::Ref& ref, command::Status status, std::string_view reason);
+    void start_linger(Connection& c);
+    void drain(Connection& c);
     std::unique_ptr<Session> make_session(Connection& c);
     GatewayState& gateway_state(const std::string& id);
     void configure(GatewayState& state);
@@ -214,6 +251,11 @@ private:
     metrics::Counter& m_commands_expired;
     metrics::Counter& m_commands_dropped;
     std::unique_ptr<CommandQueue> m_queue;  // with --command-queue
+    CommandLifecycle m_lifecycle;
+    JsonDecoder m_reply_decoder;
+    std::vector<std::byte> m_reply_frame;
+    int64_t m_next_expiry_ns = 0;
+    bool m_stopped = false;  // run() returned: the output has had its last flush
     std::unique_ptr<capnp::word[]> m_scratch;  // reads land here first
     int m_epoll = -1;
     std::vector<ListenerEntry> m_listeners;

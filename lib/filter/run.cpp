@@ -168,11 +168,16 @@ int run(const FilterOptions& options, cli::ToolContext& context) {
                 for (auto* sink : data_sinks) sink->write(decision.frame);
                 ++local.out;
                 local.bytes_out += decision.frame.byte_count();
+                // An alert is a message this tool sends like any other: counted as out, so
+                // that in + alerts = out + dropped holds, and mh-route drains its readers by
+                // counts.
                 for (const auto& alert : decision.alerts) {
                     if (alert_out)
                         alert_out->write(alert);
                     else
                         for (auto* sink : data_sinks) sink->write(alert);
+                    ++local.out;
+                    local.bytes_out += alert.byte_count();
                 }
                 break;
             case Verdict::filtered:

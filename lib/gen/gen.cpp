@@ -344,6 +344,8 @@ int run(const GenOptions& options, cli::ToolContext& context) {
     endpoint::GatewaysSink* gateways = nullptr;
     if (!options.connect.empty()) {
         endpoint::GatewayLinks links{options.connect, options.ca_file, options.cert_file, options.key_file, {}};
+        links.answer_commands = options.answer_commands;
+        links.log = &log;
         if (!options.tokens_file.empty()) links.tokens = endpoint::read_token_file(options.tokens_file);
         for (const auto& pair : options.tokens) {
             size_t eq = pair.find('=');

@@ -41,6 +41,7 @@ struct GenOptions {
     bool label_anomalies = false;
     // Acting as the gateways against an mh-endpoint (native protocol):
     std::string connect;              // tls://HOST:PORT or tcp://HOST:PORT; empty = no
+    bool answer_commands = false;     // with connect: log commands and reply to them
     std::vector<std::string> tokens;  // GATEWAY=TOKEN, repeatable
     std::string tokens_file;          // "GATEWAY TOKEN" lines
     std::string ca_file, cert_file, key_file;

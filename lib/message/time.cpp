@@ -1,6 +1,9 @@
 #include "message/time.h"
 
 #include <charconv>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -56,11 +59,40 @@ char* two_digits(unsigned v, char* out) {
 
 }  // namespace
 
-int64_t wall_clock_ns() {
+namespace {
+
+int64_t real_clock_ns() {
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
     return static_cast<int64_t>(ts.tv_sec) * k_ns_per_second + ts.tv_nsec;
 }
+
+// How far MH_NOW moves this process's wall clock (0 without it); read once, at the first
+// reading of the clock.
+int64_t clock_offset_ns() {
+    static const int64_t offset = [] {
+        const char* pinned = std::getenv(k_now_env);
+        if (!pinned || !*pinned) return int64_t{0};
+        std::string_view text(pinned);
+        std::optional<int64_t> ns = parse_rfc3339(text);
+        if (!ns) {
+            int64_t value = 0;
+            auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+            if (ec == std::errc() && end == text.data() + text.size()) ns = value;
+        }
+        if (!ns) {
+            std::fprintf(stderr, "mh: %s=%s is neither RFC 3339 nor integer nanoseconds: the real clock is used\n",
+                         k_now_env, pinned);
+            return int64_t{0};
+        }
+        return *ns - real_clock_ns();
+    }();
+    return offset;
+}
+
+}  // namespace
+
+int64_t wall_clock_ns() { return real_clock_ns() + clock_offset_ns(); }
 
 std::optional<int64_t> parse_rfc3339(std::string_view text) {
     size_t pos = 0;
@@ -113,6 +145,9 @@ std::optional<int64_t> parse_rfc3339(std::string_view text) {
 
     int64_t seconds = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 +
                       second - offset_s;
+    // Past the int64 nanosecond range (years 1677 to 2262) there is no such time.
+    constexpr int64_t k_max_seconds = INT64_MAX / k_ns_per_second - 1;
+    if (seconds > k_max_seconds || seconds < -k_max_seconds) return std::nullopt;
     return seconds * k_ns_per_second + fraction_ns;
 }
 

@@ -13,6 +13,13 @@ constexpr int64_t k_ns_per_ms = 1'000'000;
 constexpr int64_t k_ns_per_second = 1'000'000'000;
 constexpr size_t k_rfc3339_max_chars = 40;
 
+// The environment variable that sets the wall clock for tests (mh-route test): the clock
+// reads MH_NOW (RFC 3339 or integer ns) when first read in a process, then advances with
+// real time, so that now() in expressions, wall-clock windows and alert times are
+// reproducible while timers and back-offs still see time pass.
+constexpr const char* k_now_env = "MH_NOW";
+
+// The wall clock, moved by MH_NOW when it is set.
 int64_t wall_clock_ns();
 
 // "2026-11-26T15:20:42.5Z", "2026-11-26 15:20:42+01:00", fraction up to 9 digits.

@@ -25,6 +25,14 @@ bool has_option(const std::vector<std::string>& argv, std::string_view option) {
     return false;
 }
 
+// Whether a stage's program is an mh tool, which takes --metrics: another program (a stock
+// MQTT client, a script) is run as written, and the counts cannot tell about it.
+bool is_mh_tool(const std::string& program) {
+    std::string_view name = program;
+    if (size_t slash = name.rfind('/'); slash != std::string_view::npos) name.remove_prefix(slash + 1);
+    return name.starts_with("mh-");
+}
+
 std::string process_name(const std::string& group, uint32_t replica, uint32_t replicas) {
     return replicas > 1 ? fmt::format("{}.{}", group, replica) : group;
 }
@@ -120,7 +128,7 @@ Plan make_plan(const manifest::Manifest& manifest, const PlanOptions& options) {
                 process.argv.insert(process.argv.end(), {"--in", process.input_bind});
             }
             for (const auto& out : outputs_of(g)) process.argv.insert(process.argv.end(), {"--out", out});
-            if (!options.metrics.empty() && !has_option(process.argv, "--metrics"))
+            if (!options.metrics.empty() && !has_option(process.argv, "--metrics") && is_mh_tool(process.argv[0]))
                 process.argv.insert(process.argv.end(), {"--metrics", options.metrics});
             group.processes.push_back(plan.processes.size());
             plan.processes.push_back(std::move(process));

@@ -362,6 +362,9 @@ private:
         Group& group = m_groups[p.group];
         const auto& restart = p.spec->restart;
         if (p.stop_sent || group.terminating) {
+            // A program without a handler for the SIGTERM that stopped it (mosquitto_pub) dies
+            // of it: that is how it stops, as systemd also counts it.
+            clean |= p.stop_sent && WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM;
             p.state = clean ? State::exited : State::failed;
             if (clean)
                 m_log.debug("{}: stopped", p.spec->name);

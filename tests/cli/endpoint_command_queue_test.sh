@@ -31,6 +31,7 @@ get() { curl -sS --cacert ca/ca.crt -H "Authorization: Bearer $token1" -o comman
   "https://127.0.0.1:$port/v1/commands"; }
 metric() { scrape_metrics "$metrics_port" metrics.txt; grep -E "^$1 " metrics.txt | awk '{print $2}'; }
 queued() { [ "$(metric mh_endpoint_commands_queued_total)" = "$1" ]; }
+statuses() { mh-cat --to json < out.frames | jq -c 'select(.kind == "command-status")'; }
 
 begin "commands for an absent gateway survive a restart; a full queue drops the oldest"
 start
@@ -39,12 +40,21 @@ printf '%s\n' '{"kind":"command","gateway":"gw-01","action":"old"}' \
   '{"kind":"command","gateway":"gw-01","action":"sync"}' | mh-cat --from json --out ">ipc://$WORK/commands.sock"
 wait_until 20 queued 3 && pass || fail "the commands were not queued"
 expect_eq "one dropped" 1 "$(metric mh_endpoint_commands_dropped_total)"
+expect_eq "statuses" "queued queued dropped queued" "$(statuses | jq -r .status | xargs)"
+expect_contains "the oldest is dropped" "queue was full" "$(statuses | jq -r 'select(.status == "dropped") | .reason')"
+old_id=$(statuses | jq -r 'select(.status == "dropped") | .correlation_id')
+expect_eq "it was the first queued" "$old_id" "$(statuses | jq -r 'select(.status == "queued") | .correlation_id' | head -1)"
 stop
+statuses > first.json
 expect_eq "exit code" 0 "$EXIT_CODE"
 start
 expect_eq "after the restart" 200 "$(get)"
 expect_eq "in order, the oldest dropped" "reboot sync" "$(jq -r .action commands.json | xargs)"
 expect_eq "the device" "sensor-000001" "$(jq -r 'select(.action=="reboot") | .source' commands.json)"
+expect_eq "correlation ids kept across the restart" \
+  "$(jq -r 'select(.status == "queued") | .correlation_id' first.json | tail -2 | xargs)" \
+  "$(jq -r .correlation_id commands.json | xargs)"
+expect_eq "delivered statuses" "delivered delivered" "$(statuses | jq -r 'select(.status == "delivered") | .status' | xargs)"
 expect_eq "taken" 204 "$(get)"
 stop
 
@@ -73,6 +83,7 @@ echo '{"kind":"command","gateway":"gw-01","action":"late"}' | mh-cat --from json
 wait_until 20 queued 1 && pass || fail "the command was not queued"
 expect_eq "expired" 204 "$(get)"
 expect_eq "counted" 1 "$(metric mh_endpoint_commands_expired_total)"
+expect_eq "its status" "queued expired" "$(statuses | jq -r .status | xargs)"
 stop
 
 finish

@@ -131,7 +131,7 @@ wait_until 10 counted || fail "in counter never reached $((2 * total)): $(grep m
 kept=$(jq -c 'select(.temperature > 22)' gen.jsonl | wc -l)
 hot=$(jq -c 'select(.temperature > 24)' gen.jsonl | wc -l)
 m=$(cat metrics.txt)
-expect_contains "out" "mh_messages_out_total $kept" "$m"
+expect_contains "out: the passing messages and the alerts" "mh_messages_out_total $((kept + hot))" "$m"
 expect_contains "duplicates" "mh_dropped_total{reason=\"duplicate\"} $total" "$m"
 expect_contains "filtered" "mh_dropped_total{reason=\"filtered\"} $((total - kept))" "$m"
 expect_contains "sampled" "mh_dropped_total{reason=\"sampled\"} 0" "$m"
@@ -195,5 +195,28 @@ check_oracle 'not (temperature <= 21.5 or humidity >= 55) or anomaly in ["spike"
   '(.temperature > 21.5 and .humidity < 55) or .anomaly == "spike" or .anomaly == "stuck"'
 check_oracle 'source like "sensor-0000*" or battery < 90.5' \
   '(.source | startswith("sensor-0000")) or .battery < 90.5'
+
+begin "accounting: in + alerts = out + dropped + rejected, alerts counted as out wherever they go"
+metric() { awk -v n="$1" '$1 == n { print $2 }' "$2"; }
+mh-gen --count 3000 --seed 8 --sources 30 > acct.frames
+mh-cat --to json < acct.frames > acct.jsonl
+want_alerts=$(jq -c 'select(.temperature > 23)' acct.jsonl | wc -l)
+want_pass=$(jq -c 'select(.humidity < 60)' acct.jsonl | wc -l)
+want_pass_alerts=$(jq -c 'select(.humidity < 60 and .temperature > 23)' acct.jsonl | wc -l)
+[ "$want_alerts" -gt 20 ] && [ "$want_pass" -gt 300 ] && [ "$want_pass" -lt 2700 ] && pass \
+  || fail "not a telling input: $want_alerts alerts, $want_pass passing"
+MH_METRICS_FINAL="$WORK/acct1.prom" mh-filter --alert 'hot=temperature > 23' < acct.frames > acct1.out
+expect_eq "alerts raised" "$want_alerts" "$(metric mh_alerts_total acct1.prom)"
+expect_eq "out = passed + alerts" "$((3000 + want_alerts))" "$(metric mh_messages_out_total acct1.prom)"
+expect_eq "out = what was written" "$(mh-cat --to json < acct1.out | wc -l)" "$(metric mh_messages_out_total acct1.prom)"
+expect_eq "bytes out = bytes written" "$(stat -c %s acct1.out)" "$(metric mh_bytes_out_total acct1.prom)"
+MH_METRICS_FINAL="$WORK/acct2.prom" mh-filter 'humidity < 60' --alert 'hot=temperature > 23' \
+  --alert-out acct2.alerts < acct.frames > acct2.out
+expect_eq "in" 3000 "$(metric mh_messages_in_total acct2.prom)"
+expect_eq "dropped: filtered" "$((3000 - want_pass))" "$(metric 'mh_dropped_total{reason="filtered"}' acct2.prom)"
+expect_eq "alerts on --alert-out are counted out too" "$((want_pass + want_pass_alerts))" \
+  "$(metric mh_messages_out_total acct2.prom)"
+expect_eq "in + alerts = out + dropped" "$((3000 + $(metric mh_alerts_total acct2.prom)))" \
+  "$(($(metric mh_messages_out_total acct2.prom) + $(metric 'mh_dropped_total{reason="filtered"}' acct2.prom)))"
 
 finish

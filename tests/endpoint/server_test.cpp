@@ -3,14 +3,16 @@
 // tested is the loop: login, stamping, refusals by reason, quotas, acks, commands.
 #include "core/error.h"
 #include "endpoint/native.h"
+#include "mqtt/packet.h"
 #include "endpoint/server.h"
 #include "message/scratch_builder.h"
-#include "pki.h"
+#include "support/pki.h"
 #include "support/support.h"
 #include "wire/fd_input.h"
 
 #include <capnp/serialize.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -305,6 +307,186 @@ TEST_F(ServerTest, CommandsReachTheGatewayNowOrWhenItComes) {
     auto queued = later.wait_command(10'000);
     ASSERT_TRUE(queued);
     EXPECT_EQ(read(*queued).source, "sensor-200");
+    close(fds[1]);
+    stop = true;
+    thread.join();
+    close(fds[0]);
+}
+
+// A message of `kind` with text fields (command tests).
+std::vector<std::byte> with_fields(const std::string& kind, const std::string& gateway, const std::string& source,
+                                   const std::vector<std::pair<std::string, std::string>>& texts) {
+    capnp::MallocMessageBuilder builder;
+    auto m = builder.initRoot<schema::Message>();
+    m.setKind(kind);
+    m.setGateway(gateway);
+    m.setSource(source);
+    auto fields = m.initFields(static_cast<unsigned>(texts.size()));
+    for (unsigned i = 0; i < texts.size(); ++i) {
+        fields[i].setName(texts[i].first);
+        fields[i].getValue().setText(texts[i].second);
+    }
+    std::vector<std::byte> out;
+    wire::append_frame(builder, out);
+    return out;
+}
+
+// The kind, gateway, source and fields (as text) of a frame.
+std::map<std::string, std::string> fields_of(const std::vector<std::byte>& bytes) {
+    auto words = test::to_words(bytes);
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()));
+    auto m = reader.getRoot<schema::Message>();
+    std::map<std::string, std::string> out{{"$kind", m.getKind()}, {"$gateway", m.getGateway()},
+                                           {"$source", m.getSource()}};
+    for (auto f : m.getFields()) {
+        auto v = f.getValue();
+        out[f.getName()] = v.isText() ? std::string(v.getText()) : v.isBool() ? (v.getBool() ? "true" : "false")
+                                                                              : v.isInt() ? std::to_string(v.getInt()) : "?";
+    }
+    return out;
+}
+
+TEST_F(ServerTest, CommandLifecycleOverTheNativeProtocol) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    wire::FdFrameReader commands(fds[0], &stop);
+    start({}, &commands);
+    auto statuses = [&] {
+        std::vector<std::map<std::string, std::string>> out;
+        for (const auto& frame : sink.frames())
+            if (auto f = fields_of(frame); f["$kind"] == "command-status") out.push_back(f);
+        return out;
+    };
+    NativeClient client(address, client_tls(), "gw-01", "secret-gw-01");
+    auto command = with_fields("command", "gw-01", "sensor-100", {{"command", "blink"}, {"correlation_id", "n-1"}});
+    ASSERT_EQ(write(fds[1], command.data(), command.size()), static_cast<ssize_t>(command.size()));
+    auto got = client.wait_command(10'000);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(fields_of(*got)["correlation_id"], "n-1");  // carried in the native frame
+    ASSERT_TRUE(wait_for([&] { return statuses().size() == 1; }));
+    auto delivered = statuses()[0];
+    EXPECT_EQ(delivered["status"], "delivered");
+    EXPECT_EQ(delivered["protocol"], "native");
+    EXPECT_EQ(delivered["correlation_id"], "n-1");
+    EXPECT_EQ(delivered["command"], "blink");
+    EXPECT_EQ(delivered["$gateway"], "gw-01");
+    EXPECT_EQ(delivered["$source"], "sensor-100");
+
+    // The device replies with a frame of kind command-reply: acknowledged, not ingested.
+    auto reply = with_fields("command-reply", "", "sensor-100", {{"correlation_id", "n-1"}, {"result", "blinked"}});
+    auto no_id = with_fields("command-reply", "", "sensor-100", {{"result", "?"}});
+    auto foreign = with_fields("command-reply", "", "sensor-200", {{"correlation_id", "n-1"}});
+    client.send(as_frame(no_id));
+    client.send(as_frame(foreign));
+    client.send(as_frame(reply));
+    Ack ack = client.wait_ack(3);
+    EXPECT_EQ(ack.refused, 2u);
+    EXPECT_EQ(refused("malformed"), 1u);
+    EXPECT_EQ(refused("source"), 1u);
+    auto all = statuses();
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[1]["status"], "acknowledged");
+    EXPECT_EQ(all[1]["matched"], "true");
+    EXPECT_EQ(all[1]["reply.result"], "blinked");
+    EXPECT_EQ(all[1]["command"], "blink");
+    for (const auto& frame : sink.frames()) EXPECT_NE(fields_of(frame)["$kind"], "command-reply");
+    close(fds[1]);
+    stop = true;
+    thread.join();
+    close(fds[0]);
+}
+
+// A bare MQTT client over TLS that never acknowledges what it receives.
+class RawMqttClient {
+public:
+    RawMqttClient(const HostPort& address, std::shared_ptr<tls::Context> context)
+        : m_fd(connect_to(address)), m_context(std::move(context)) {
+        set_nonblocking(m_fd);
+        m_tls = std::make_unique<tls::Session>(*m_context, m_fd, tls::Role::client);
+        for (;;) {
+            tls::Io io = m_tls->handshake();
+            if (io == tls::Io::done) break;
+            if (io != tls::Io::want_read && io != tls::Io::want_write) throw std::runtime_error("handshake failed");
+            wait(io == tls::Io::want_read ? POLLIN : POLLOUT, 10'000);
+        }
+    }
+    ~RawMqttClient() {
+        m_tls.reset();  // no close_notify, no DISCONNECT: the connection just ends
+        ::close(m_fd);
+    }
+    void send(std::string_view bytes) {
+        while (!bytes.empty()) {
+            tls::IoResult result = m_tls->write(std::as_bytes(std::span(bytes.data(), bytes.size())));
+            if (result.status == tls::Io::done) bytes.remove_prefix(result.bytes);
+            else if (result.status == tls::Io::want_read || result.status == tls::Io::want_write) wait(POLLOUT, 1000);
+            else throw std::runtime_error("write failed");
+        }
+    }
+    // Reads until `text` is among the bytes received; false after `timeout_ms`.
+    bool wait_for(std::string_view text, int timeout_ms) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+        std::byte buffer[4096];
+        while (m_in.find(text) == std::string::npos) {
+            if (std::chrono::steady_clock::now() > deadline) return false;
+            tls::IoResult result = m_tls->read(buffer);
+            if (result.status == tls::Io::done) m_in.append(reinterpret_cast<const char*>(buffer), result.bytes);
+            else if (result.status == tls::Io::want_read || result.status == tls::Io::want_write) wait(POLLIN, 100);
+            else return false;
+        }
+        return true;
+    }
+
+private:
+    void wait(short events, int timeout_ms) {
+        pollfd p{m_fd, events, 0};
+        poll(&p, 1, timeout_ms);
+    }
+    int m_fd;
+    std::shared_ptr<tls::Context> m_context;
+    std::unique_ptr<tls::Session> m_tls;
+    std::string m_in;
+};
+
+TEST_F(ServerTest, AQos1CommandLostWithACleanMqttSessionIsDropped) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    wire::FdFrameReader commands(fds[0], &stop);
+    ServerOptions options;
+    options.mqtt = HostPort{"127.0.0.1", 0};
+    start(options, &commands);
+    std::string bound = server->bound().at(Protocol::mqtt);
+    HostPort mqtt_address{"127.0.0.1", static_cast<uint16_t>(std::stoi(bound.substr(bound.rfind(':') + 1)))};
+    {
+        RawMqttClient client(mqtt_address, client_tls());
+        std::string out;
+        mqtt::Connect connect;
+        connect.client_id = "raw";
+        connect.username = "gw-01";
+        connect.password = "secret-gw-01";
+        mqtt::encode(out, connect);
+        mqtt::Subscribe subscribe;
+        subscribe.packet_id = 1;
+        subscribe.topics.push_back({"commands/gw-01/#", mqtt::QoS::at_least_once});
+        mqtt::encode(out, subscribe);
+        client.send(out);
+        const char suback[] = {char(0x90), 3, 0, 1, 1};
+        ASSERT_TRUE(client.wait_for(std::string_view(suback, sizeof(suback)), 10'000));
+        auto command = with_fields("command", "gw-01", "", {{"correlation_id", "m-1"}});
+        ASSERT_EQ(write(fds[1], command.data(), command.size()), static_cast<ssize_t>(command.size()));
+        ASSERT_TRUE(client.wait_for("m-1", 10'000));  // the PUBLISH came; no PUBACK goes back
+    }
+    auto dropped = [&] {
+        for (const auto& frame : sink.frames())
+            if (auto f = fields_of(frame); f["$kind"] == "command-status" && f["status"] == "dropped") return f;
+        return std::map<std::string, std::string>{};
+    };
+    ASSERT_TRUE(wait_for([&] { return !dropped().empty(); }));
+    auto status = dropped();
+    EXPECT_EQ(status["correlation_id"], "m-1");
+    EXPECT_EQ(status["protocol"], "mqtt");
+    EXPECT_NE(status["reason"].find("PUBACK"), std::string::npos);
+    for (const auto& frame : sink.frames())
+        EXPECT_NE(fields_of(frame)["status"], "delivered");  // never acknowledged, never delivered
     close(fds[1]);
     stop = true;
     thread.join();

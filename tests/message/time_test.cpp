@@ -21,6 +21,14 @@ TEST(Rfc3339, RejectsMalformedText) {
         EXPECT_FALSE(parse_rfc3339(bad)) << bad;
 }
 
+TEST(Rfc3339, RejectsTimesBeyondTheNanosecondRange) {
+    EXPECT_TRUE(parse_rfc3339("2262-04-11T23:47:15Z"));
+    EXPECT_TRUE(parse_rfc3339("1677-09-21T00:12:45Z"));
+    EXPECT_FALSE(parse_rfc3339("4051-01-01T00:00:00Z"));  // found by test_file_fuzz: it overflowed
+    EXPECT_FALSE(parse_rfc3339("9999-12-31T23:59:59Z"));
+    EXPECT_FALSE(parse_rfc3339("1600-01-01T00:00:00Z"));
+}
+
 TEST(Rfc3339, FormatsWithTheShortestExactFraction) {
     EXPECT_EQ(format_rfc3339(0), "1970-01-01T00:00:00Z");
     EXPECT_EQ(format_rfc3339(1'500'000'000), "1970-01-01T00:00:01.500Z");

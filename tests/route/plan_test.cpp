@@ -69,6 +69,24 @@ from = [{ stage = "warm", when = 'kind == "alert"' }]
     EXPECT_EQ(plan.find_group("warm->alerts")->upstream, (std::vector<size_t>{1}));
 }
 
+TEST(route, plan_gives_metrics_to_mh_tools_only) {
+    // A stage may run any program; only mh tools know --metrics.
+    auto loaded = manifest::load(R"(
+[stage.hook]
+run = "mosquitto_sub -t 'commands/gw-01/#' -v"
+stdout = "commands.log"
+[stage.gen]
+run = "mh-gen --count 5"
+destination = true
+)",
+                                 "t");
+    ASSERT_TRUE(loaded.ok()) << loaded.errors.front().message;
+    Plan plan = plan_of(loaded.manifest);
+    ASSERT_EQ(plan.processes.size(), 2u);
+    EXPECT_EQ(plan.processes[0].argv, (Words{"/bin/mosquitto_sub", "-t", "commands/gw-01/#", "-v"}));
+    EXPECT_EQ(plan.processes[1].argv, (Words{"/bin/mh-gen", "--count", "5", "--metrics", "127.0.0.1:0"}));
+}
+
 TEST(route, flow_counts_from_metrics_text) {
     auto counts = parse_flow_counts(
         "# HELP mh_dropped_total Messages dropped, by reason\n"

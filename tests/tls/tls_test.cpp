@@ -1,6 +1,7 @@
 // lib/tls: handshakes between a real server and client context over a socket pair,
 // with certificates made by the openssl command line in a temporary directory.
 #include "core/error.h"
+#include "support/pki.h"
 #include "tls/tls.h"
 
 #include <gtest/gtest.h>
@@ -22,36 +23,7 @@ using mh::tls::Io;
 using mh::tls::Role;
 using mh::tls::Session;
 
-// A CA, a server certificate and two client certificates (one from a foreign CA).
-class Pki {
-public:
-    Pki() {
-        char pattern[] = "/tmp/mh-tls-test.XXXXXX";
-        m_dir = mkdtemp(pattern);
-        run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=ca "
-            "-keyout ca.key -out ca.crt");
-        run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=other "
-            "-keyout other.key -out other.crt");
-        issue("server", "ca");
-        issue("gw-01", "ca");
-        issue("stranger", "other");
-    }
-    ~Pki() { fs::remove_all(m_dir); }
-    std::string path(const std::string& name) const { return m_dir + "/" + name; }
-
-private:
-    void run(const std::string& command) const {
-        std::string line = "cd " + m_dir + " && " + command + " >/dev/null 2>&1";
-        if (std::system(line.c_str()) != 0) throw std::runtime_error("failed: " + command);
-    }
-    void issue(const std::string& name, const std::string& ca) const {
-        run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=" + name + " -keyout " +
-            name + ".key -out " + name + ".csr");
-        run("openssl x509 -req -in " + name + ".csr -CA " + ca + ".crt -CAkey " + ca + ".key -CAcreateserial -days 2 -out " +
-            name + ".crt");
-    }
-    std::string m_dir;
-};
+using mh::test::Pki;
 
 const Pki& pki() {
     static Pki instance;

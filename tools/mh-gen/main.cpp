@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
     app.add_option("--cert", options.cert_file, "Client certificate (PEM) that logs the gateway in, for --connect")
         ->needs(connect);
     app.add_option("--key", options.key_file, "Key of --cert (PEM)")->needs(connect);
+    app.add_flag("--answer-commands", options.answer_commands,
+                 "With --connect: log each command a gateway receives and reply to it (kind command-reply, "
+                 "its correlation_id, result \"done\")")
+        ->needs(connect);
 
     return mh::cli::run_main(app, options.common, argc, argv,
                              [&](mh::cli::ToolContext& context) { return mh::gen::run(options, context); });

@@ -1,16 +1,10 @@
 // mh-route: channels from a TOML manifest: check it, draw it, run and supervise it, report
 // on it, and turn it into systemd units. The work is in lib/manifest and lib/route.
 #include "cli/tool.h"
+#include "route/channel_test.h"
 #include "route/route_tool.h"
 
 namespace {
-
-std::string all_subcommands_help(CLI::App& app) {
-    std::string text;
-    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
-        text += "\n" + sub->help(app.get_name());
-    return text;
-}
 
 void add_log_level(CLI::App& app, mh::cli::CommonOptions& common) {
     app.add_option("--log-level", common.log_level, "error, warn, info or debug")
@@ -29,6 +23,7 @@ int main(int argc, char** argv) {
     route::StatusCommand status;
     route::UnitsCommand units;
     route::KeysCommand keys;
+    route::TestCommand test;
 
     CLI::App app{"Channels from a TOML manifest: check, draw, run and supervise, report, deploy", "mh-route"};
     app.set_version_flag("--version", cli::version_text("mh-route"));
@@ -63,6 +58,15 @@ int main(int argc, char** argv) {
     status_app->add_flag("-w,--watch", status.watch, "Refresh the table every interval until interrupted");
     add_log_level(*status_app, common);
 
+    auto* test_app = app.add_subcommand("test", "Run the channel's tests: given messages in, the real stages run, "
+                                                "the messages out checked; exit 1 if a test fails");
+    test_app->add_option("FILE", test.file, "The manifest")->required();
+    test_app->add_option("-t,--tests", test.tests, "The test file (default: FILE with .test.toml for .toml)");
+    test_app->add_option("-k,--match", test.match, "Run only the tests whose name contains this text");
+    test_app->add_flag("--keep", test.keep, "Keep each test's directory: stage inputs, outputs, logs and stores");
+    test_app->add_flag("-v,--verbose", test.verbose, "Show what every stage writes on stderr");
+    add_log_level(*test_app, common);
+
     auto* units_app = app.add_subcommand("units", "Write systemd units for the stages on one host: wiring, restart "
                                                   "policy, sandboxing, and a target that starts them all");
     units_app->add_option("FILE", units.file, "The manifest")->required();
@@ -80,7 +84,7 @@ int main(int argc, char** argv) {
     keys_app->add_flag("--force", keys.force, "Replace key pairs that exist");
     add_log_level(*keys_app, common);
 
-    app.footer([&app] { return all_subcommands_help(app); });
+    app.footer([&app] { return cli::all_subcommands_help(app); });
 
     return cli::run_main(app, common, argc, argv, [&](cli::ToolContext& context) {
         if (*check_app) return route::run_check(check, context.log());
@@ -88,6 +92,7 @@ int main(int argc, char** argv) {
         if (*status_app) return route::run_status(status, context.log(), context.stop());
         if (*units_app) return route::run_units(units, context.log());
         if (*keys_app) return route::run_keys(keys, context.log());
+        if (*test_app) return route::run_test(test, context.log(), context.stop());
         return route::run_graph(graph, context.log());
     });
 }

@@ -2,18 +2,6 @@
 // the work is in lib/store.
 #include "store/store_tool.h"
 
-namespace {
-
-// --help of the tool itself shows every subcommand's options too: one page to read.
-std::string all_subcommands_help(CLI::App& app) {
-    std::string text;
-    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
-        text += "\n" + sub->help(app.get_name());
-    return text;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
     using namespace mh;
     cli::CommonOptions common;  // filled by whichever subcommand runs
@@ -144,7 +132,7 @@ int main(int argc, char** argv) {
         ->capture_default_str()
         ->check(CLI::IsMember({"error", "warn", "warning", "info", "debug"}));
 
-    app.footer([&app] { return all_subcommands_help(app); });
+    app.footer([&app] { return cli::all_subcommands_help(app); });
 
     return cli::run_main(app, common, argc, argv, [&](cli::ToolContext& context) {
         if (*append_app) return store::run_append(append, context);

@@ -2,18 +2,6 @@
 // into messages. The work is in lib/stream and lib/ingest.
 #include "stream/stream_tool.h"
 
-namespace {
-
-// --help of the tool itself shows every subcommand's options too: one page to read.
-std::string all_subcommands_help(CLI::App& app) {
-    std::string text;
-    for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
-        text += "\n" + sub->help(app.get_name());
-    return text;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
     using namespace mh;
     cli::CommonOptions common;  // filled by whichever subcommand runs
@@ -40,7 +28,7 @@ int main(int argc, char** argv) {
     file_app->remove_option(file_app->get_option("--dead-letter"));
     stream::add_file_options(*file_app, file);
 
-    app.footer([&app] { return all_subcommands_help(app); });
+    app.footer([&app] { return cli::all_subcommands_help(app); });
 
     return cli::run_main(app, common, argc, argv, [&](cli::ToolContext& context) {
         if (*http_app) return stream::run_http(http, context);

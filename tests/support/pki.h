@@ -1,4 +1,4 @@
-// Certificates for the endpoint tests, made by the openssl command line in a temporary
+// Certificates for the TLS and endpoint tests, made by the openssl command line in a temporary
 // directory: a CA, the server's certificate, gateway certificates, and a foreign CA's.
 #pragma once
 
@@ -15,7 +15,7 @@ namespace mh::test {
 class Pki {
 public:
     Pki() {
-        char pattern[] = "/tmp/mh-endpoint-test.XXXXXX";
+        char pattern[] = "/tmp/mh-pki-test.XXXXXX";
         m_dir = mkdtemp(pattern);
         run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=ca "
             "-keyout ca.key -out ca.crt");

@@ -1,0 +1,120 @@
+// The endpoint's command lifecycle (see command_lifecycle.h).
+#include "endpoint/command_lifecycle.h"
+
+#include <fmt/format.h>
+
+namespace mh::endpoint {
+
+CommandLifecycle::CommandLifecycle(wire::FrameSink& output, metrics::Registry& metrics, uint64_t seed)
+    : m_output(output),
+      m_ids(seed),
+      m_unmatched(metrics.counter("mh_endpoint_command_replies_unmatched_total",
+                                  "Replies whose correlation id is no delivered, unanswered command of the gateway")),
+      m_forgotten(metrics.counter("mh_endpoint_commands_forgotten_total",
+                                  "Delivered commands no longer awaited for a reply: the table was full")) {
+    for (command::Status status : command::k_all_statuses)
+        m_counts[static_cast<size_t>(status)] =
+            &metrics.counter("mh_endpoint_command_status_total", "Command status messages written, by status",
+                             fmt::format("status=\"{}\"", command::status_name(status)));
+}
+
+std::string CommandLifecycle::key(std::string_view gateway, std::string_view correlation_id) {
+    std::string k(gateway);
+    k.push_back('\0');
+    k.append(correlation_id);
+    return k;
+}
+
+void CommandLifecycle::emit(const command::Ref& ref, command::Status status, int64_t now_ns,
+                            const command::StatusDetail& detail) {
+    m_frame.clear();
+    command::build_status(ref, status, now_ns, m_ids.next(now_ns), detail, m_frame);
+    m_output.write({reinterpret_cast<const capnp::word*>(m_frame.data()), m_frame.size() / sizeof(capnp::word)});
+    m_counts[static_cast<size_t>(status)]->add();
+    m_dirty = true;
+}
+
+void CommandLifecycle::remember(const command::Ref& ref) {
+    std::string k = key(ref.gateway, ref.correlation_id);
+    if (auto it = m_outstanding.find(k); it != m_outstanding.end()) {
+        m_outstanding_order.erase(it->second.seq);
+        m_outstanding.erase(it);
+    }
+    while (m_outstanding.size() >= k_max_outstanding_commands && !m_outstanding_order.empty()) {
+        m_outstanding.erase(m_outstanding_order.begin()->second);
+        m_outstanding_order.erase(m_outstanding_order.begin());
+        m_forgotten.add();
+    }
+    uint64_t seq = m_next_seq++;
+    m_outstanding_order.emplace(seq, k);
+    m_outstanding.emplace(std::move(k), Outstanding{ref, seq});
+}
+
+void CommandLifecycle::delivered(const command::Ref& ref, std::string_view protocol, int64_t now_ns) {
+    remember(ref);
+    command::StatusDetail detail;
+    detail.protocol = protocol;
+    emit(ref, command::Status::delivered, now_ns, detail);
+}
+
+uint64_t CommandLifecycle::sending(const command::Ref& ref, std::string_view protocol) {
+    remember(ref);
+    while (m_in_flight.size() >= k_max_commands_in_flight) m_in_flight.erase(m_in_flight.begin());
+    uint64_t tag = m_next_tag++;
+    m_in_flight.emplace(tag, InFlight{ref, std::string(protocol)});
+    return tag;
+}
+
+void CommandLifecycle::transport_acknowledged(uint64_t tag, int64_t now_ns) {
+    auto it = m_in_flight.find(tag);
+    if (it == m_in_flight.end()) return;
+    command::StatusDetail detail;
+    detail.protocol = it->second.protocol;
+    emit(it->second.ref, command::Status::delivered, now_ns, detail);
+    m_in_flight.erase(it);
+}
+
+void CommandLifecycle::not_sent(uint64_t tag) { m_in_flight.erase(tag); }
+
+void CommandLifecycle::lost(uint64_t tag, int64_t now_ns, std::string_view reason) {
+    auto it = m_in_flight.find(tag);
+    if (it == m_in_flight.end()) return;
+    command::StatusDetail detail;
+    detail.reason = reason;
+    detail.protocol = it->second.protocol;
+    emit(it->second.ref, command::Status::dropped, now_ns, detail);
+    m_in_flight.erase(it);
+}
+
+std::optional<std::string> CommandLifecycle::reply(std::string_view gateway, std::string_view source,
+                                                   schema::Message::Reader reply, int64_t now_ns) {
+    command::ReplyId id = command::reply_id(reply);
+    if (!id.refusal.empty()) return id.refusal;
+    command::Ref ref;
+    bool matched = false;
+    if (auto it = m_outstanding.find(key(gateway, id.correlation_id)); it != m_outstanding.end()) {
+        ref = std::move(it->second.ref);
+        m_outstanding_order.erase(it->second.seq);
+        m_outstanding.erase(it);
+        matched = true;
+    } else {
+        ref.gateway = gateway;
+        ref.correlation_id = id.correlation_id;
+        m_unmatched.add();
+    }
+    if (!source.empty()) ref.source = source;
+    command::StatusDetail detail;
+    detail.matched = matched;
+    detail.reply = reply;
+    emit(ref, command::Status::acknowledged, now_ns, detail);
+    return std::nullopt;
+}
+
+bool CommandLifecycle::flush() {
+    if (!m_dirty) return false;
+    m_output.flush();
+    m_dirty = false;
+    return true;
+}
+
+}  // namespace mh::endpoint
