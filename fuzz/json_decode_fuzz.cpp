@@ -55,6 +55,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (reason != reference_reason)
         fail("the fast path and the reference disagree on", input);
     if (frame != reference_frame) fail("the fast path wrote other bytes for", input);
+    // The views (what mh-endpoint stamps from) must write back the same bytes, or refuse alike.
+    static JsonDecoder viewer;
+    wire::MessageView view;
+    auto view_reason = viewer.decode_view(input, view, Padding::present);
+    if (view_reason != reason) fail("decode_view and decode disagree on", input);
+    if (!view_reason) {
+        std::vector<std::byte> written;
+        wire::append_message_view(view, written);
+        if (written != frame || wire::message_view_bytes(view) != frame.size())
+            fail("decode_view's views write other bytes for", input);
+    }
     if (reason) {
         if (!frame.empty()) fail("a refusal changed the output", input);
         return 0;

@@ -39,7 +39,7 @@ echo "   (mh-filter); alerts go to mh-notify, which calls a webhook and sends th
 echo "   cool_down back to the gateway, where the cold room's controller (mh-stream mqtt) gets it =="
 python3 examples/webhook-receiver.py --secret-file "$channel/hook.key" --log "$run/webhook.jsonl" 2> "$run/webhook.log" &
 pids+=($!)
-wait_for 10 grep -q 'listening on' "$run/webhook.log" || { cat "$run/webhook.log" >&2; exit 69; }
+wait_for 10 grep -qs 'listening on' "$run/webhook.log" || { cat "$run/webhook.log" >&2; exit 69; }
 hook_port=$(grep -oE '[0-9]+$' "$run/webhook.log" | head -1)
 # The gateways send for all but the last few seconds, then stop by themselves (mh-gen waits
 # for the endpoint's acknowledgement of every reading); SIGTERM then drains the channel.
@@ -93,11 +93,16 @@ echo "   and when it resolves; each signed with HMAC-SHA256, checked by the rece
 grep '^webhook: ' "$run/webhook.log" | sed 's/^/  /'
 
 echo
-echo "== The commands delivered to the cold room's controller (mh-stream mqtt, logged in as the"
-echo "   gateway cold-room, subscribed to commands/cold-room/#) =="
+echo "== The commands back to the gateways, and what became of each (messages of kind"
+echo "   command-status from mh-endpoint, in the archive): the fleet's gateways (mh-gen"
+echo "   --answer-commands) acknowledge theirs; the cold room's controller (mh-stream mqtt, logged"
+echo "   in as the gateway cold-room, subscribed to commands/cold-room/#) receives its own =="
+mh-store query --db "$channel/archive" --where 'kind == "command-status"' --format json \
+  | jq -r '"  \(.time / 1e9 | floor | strftime("%H:%M:%S"))  \(.command) for \(.source) on \(.gateway): \(.status)\(if .protocol then " (\(.protocol))" else "" end)\(if .reply then ", reply: \(.reply.result)" else "" end)  [\(.correlation_id[-12:])]"' \
+  | head -24
+echo "  received by the cold room's controller:"
 mh-cat --to json < "$channel/controller.frames" \
   | jq -r '"  \(.ingested / 1e9 | floor | strftime("%H:%M:%S"))  \(.command) for \(.source) (\(.state), incident \(.incident))"'
-echo "  (the fleet's commands went to mh-gen's own connections: $(grep -c 'gateway":"gw-' "$run/webhook.jsonl" || true) notifications for gw-01..gw-03)"
 
 echo
 echo "== More: the tools one by one =="

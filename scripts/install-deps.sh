@@ -15,6 +15,7 @@ packages=(
   jq                         # test oracles
   libxml2-utils              # xmllint: SVG output parses as XML (mh-store plot)
   time                       # peak memory in bench/run.sh
+  iproute2                   # ip netns: hosts as network namespaces (route_netns_test)
   python3                    # the demo's webhook receiver (examples/webhook-receiver.py), free ports
 )
 

@@ -8,6 +8,9 @@ namespace mh::endpoint {
 CommandLifecycle::CommandLifecycle(wire::FrameSink& output, metrics::Registry& metrics, uint64_t seed)
     : m_output(output),
       m_ids(seed),
+      m_messages_out(metrics.counter("mh_messages_out_total",
+                                     "Messages written to the output: accepted ones and command statuses")),
+      m_bytes_out(metrics.counter("mh_bytes_out_total", "Frame bytes written to the output")),
       m_unmatched(metrics.counter("mh_endpoint_command_replies_unmatched_total",
                                   "Replies whose correlation id is no delivered, unanswered command of the gateway")),
       m_forgotten(metrics.counter("mh_endpoint_commands_forgotten_total",
@@ -31,6 +34,8 @@ void CommandLifecycle::emit(const command::Ref& ref, command::Status status, int
     command::build_status(ref, status, now_ns, m_ids.next(now_ns), detail, m_frame);
     m_output.write({reinterpret_cast<const capnp::word*>(m_frame.data()), m_frame.size() / sizeof(capnp::word)});
     m_counts[static_cast<size_t>(status)]->add();
+    m_messages_out.add();
+    m_bytes_out.add(m_frame.size());
     m_dirty = true;
 }
 

@@ -65,6 +65,10 @@ private:
     IdGenerator m_ids;
     std::vector<std::byte> m_frame;
     std::array<metrics::Counter*, std::size(command::k_all_statuses)> m_counts{};
+    // The endpoint's output counters: statuses are messages it writes, so mh-route's
+    // accounting (a reader takes in what its upstream sent) holds.
+    metrics::Counter& m_messages_out;
+    metrics::Counter& m_bytes_out;
     metrics::Counter& m_unmatched;
     metrics::Counter& m_forgotten;
     std::unordered_map<std::string, Outstanding> m_outstanding;  // key(gateway, correlation id)

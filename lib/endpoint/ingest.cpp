@@ -1,6 +1,7 @@
 #include "endpoint/ingest.h"
 
 #include "wire/frame.h"
+#include "wire/message_view.h"
 
 #include <capnp/serialize.h>
 
@@ -22,7 +23,7 @@ std::string_view verdict_reason(Verdict verdict) {
 IngestCounters::IngestCounters(metrics::Registry& registry)
     : messages_in(registry.counter("mh_messages_in_total", "Messages received from gateways")),
       bytes_in(registry.counter("mh_bytes_in_total", "Bytes of messages received from gateways")),
-      messages_out(registry.counter("mh_messages_out_total", "Messages accepted and written to the output")),
+      messages_out(registry.counter("mh_messages_out_total", "Messages written to the output: accepted ones and command statuses")),
       bytes_out(registry.counter("mh_bytes_out_total", "Frame bytes written to the output")) {}
 
 Ingest::Ingest(wire::FrameSink& sink, const Gatekeeper& gatekeeper, wire::FrameLimits limits,
@@ -43,6 +44,10 @@ Verdict Ingest::frame(GatewayState& gateway, const wire::Frame& frame, int64_t n
     m_counters.messages_in.add();
     m_counters.bytes_in.add(frame.byte_count());
     if (frame.byte_count() > m_limits.max_frame_bytes) return Verdict::oversized;
+    // A frame in mh's own layout (all that mh writers and the JSON decoder produce) is read
+    // as views, judged whole by the walk, and written again stamped, without Cap'n Proto.
+    if (wire::read_message_view(frame, &m_view)) return stamp(gateway, &frame, frame.byte_count(), now_ns, overrides);
+    // Any other frame (several segments, another schema's sizes): judged and copied by Cap'n Proto.
     if (!checked && wire::check_frame(frame, m_limits)) return Verdict::malformed;
     capnp::FlatArrayMessageReader message(kj::arrayPtr(frame.words, frame.word_count),
                                           wire::reader_options(m_limits));
@@ -74,7 +79,38 @@ Verdict Ingest::frame(GatewayState& gateway, const wire::Frame& frame, int64_t n
     if (in.hasBody()) out.setBody(in.getBody());
     m_out.clear();
     wire::append_frame(m_builder.builder(), m_out);
-    wire::Frame stamped{reinterpret_cast<const capnp::word*>(m_out.data()), m_out.size() / sizeof(capnp::word)};
+    return write(m_out);
+}
+
+Verdict Ingest::stamp(GatewayState& gateway, const wire::Frame* original, size_t frame_bytes, int64_t now_ns,
+                      Overrides overrides) {
+    if (m_view.barrier) return Verdict::malformed;  // barriers are ours
+    // The divert first, as on the Cap'n Proto path; a message read from JSON has no frame
+    // yet: the one decode() would have written is made for it.
+    if (m_divert && overrides.kind.empty() && m_view.kind == m_divert_kind) {
+        if (original) return m_divert(gateway, *original);
+        m_diverted.clear();
+        wire::append_message_view(m_view, m_diverted);
+        return m_divert(gateway, wire::Frame{reinterpret_cast<const capnp::word*>(m_diverted.data()),
+                                             m_diverted.size() / sizeof(capnp::word)});
+    }
+    if (!overrides.source.empty()) m_view.source = overrides.source;
+    if (!allowed(gateway, m_view.source)) return Verdict::source;
+    if (!gateway.messages.take(1, now_ns)) return Verdict::quota;
+    if (!gateway.bytes.take(static_cast<double>(frame_bytes), now_ns)) return Verdict::quota;
+    m_id = m_ids.next(now_ns);
+    m_view.id = std::string_view(reinterpret_cast<const char*>(m_id.data()), m_id.size());
+    if (m_view.time == 0) m_view.time = now_ns;
+    m_view.ingested = now_ns;
+    m_view.gateway = gateway.id;
+    if (!overrides.kind.empty()) m_view.kind = overrides.kind;
+    m_out.clear();
+    wire::append_message_view(m_view, m_out);
+    return write(m_out);
+}
+
+Verdict Ingest::write(const std::vector<std::byte>& bytes) {
+    wire::Frame stamped{reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word)};
     m_sink.write(stamped);
     m_dirty = true;
     m_counters.messages_out.add();
@@ -88,15 +124,18 @@ Verdict Ingest::json(GatewayState& gateway, std::string_view text, int64_t now_n
         m_counters.messages_in.add();
         return Verdict::oversized;
     }
-    m_decoded.clear();
-    if (auto why = m_decoder.decode(text, m_decoded)) {
+    // Read into views and stamped straight from them: no frame of the JSON is written. What
+    // is counted and charged is the frame the JSON makes (what decode() would have written).
+    if (auto why = m_decoder.decode_view(text, m_view)) {
         m_counters.messages_in.add();
         if (error) *error = *why;
         return Verdict::malformed;
     }
-    // The decoder's vector is byte storage: operator new aligns it for words.
-    wire::Frame frame{reinterpret_cast<const capnp::word*>(m_decoded.data()), m_decoded.size() / sizeof(capnp::word)};
-    return this->frame(gateway, frame, now_ns, overrides, true);
+    size_t bytes = wire::message_view_bytes(m_view);
+    m_counters.messages_in.add();
+    m_counters.bytes_in.add(bytes);
+    if (bytes > m_limits.max_frame_bytes) return Verdict::oversized;
+    return stamp(gateway, nullptr, bytes, now_ns, overrides);
 }
 
 bool Ingest::flush() {

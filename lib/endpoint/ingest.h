@@ -9,6 +9,7 @@
 #include "message/id.h"
 #include "message/scratch_builder.h"
 #include "json/json_codec.h"
+#include "wire/message_view.h"
 #include "wire/stream.h"
 
 #include <cstdint>
@@ -105,16 +106,23 @@ public:
 
 private:
     bool allowed(GatewayState& gateway, std::string_view source);
+    // Judges and stamps the message in m_view (read from `original`, or from JSON when null;
+    // a frame of `frame_bytes`), then writes it.
+    Verdict stamp(GatewayState& gateway, const wire::Frame* original, size_t frame_bytes, int64_t now_ns,
+                  Overrides overrides);
+    Verdict write(const std::vector<std::byte>& stamped);
 
     wire::FrameSink& m_sink;
     const Gatekeeper* m_gatekeeper;  // swapped by a reload
     wire::FrameLimits m_limits;
     IngestCounters m_counters;
     IdGenerator m_ids;
-    ScratchBuilder m_builder;
+    ScratchBuilder m_builder;     // for frames not in mh's layout
+    wire::MessageView m_view;     // the one in hand, read in place
+    MessageId m_id{};
+    std::vector<std::byte> m_diverted;  // a JSON message's frame, for the divert
     JsonDecoder m_decoder;
     std::vector<std::byte> m_out;
-    std::vector<std::byte> m_decoded;
     bool m_dirty = false;
     std::string m_divert_kind;
     Divert m_divert;

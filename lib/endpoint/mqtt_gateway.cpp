@@ -132,12 +132,18 @@ mqtt::PublishOutcome MqttGatewaySession::on_publish(const mqtt::Publish& publish
         return mqtt::PublishOutcome::dropped;
     }
     std::string_view source = publish.topic.substr(k_telemetry_prefix.size());
-    Verdict verdict = m_connection.ingest_json(publish.payload, {source, "telemetry"});
+    // Telemetry PUBACKs may wait for a batch; a reply's goes out with the next flush.
+    return outcome(m_connection.ingest_json(publish.payload, {source, "telemetry"}), publish, true);
+}
+
+// What the MQTT session does with a PUBLISH the endpoint judged: QoS 1 is acknowledged once
+// the message is in the output (after the flush), refusals as their kind asks.
+mqtt::PublishOutcome MqttGatewaySession::outcome(Verdict verdict, const mqtt::Publish& publish, bool batch_ack) {
     switch (verdict) {
         case Verdict::accepted:
             if (publish.qos == mqtt::QoS::at_most_once) return mqtt::PublishOutcome::accepted;
             m_to_acknowledge.push_back(publish.packet_id);
-            m_connection.notify_when_flushed();
+            m_connection.notify_when_flushed(batch_ack);
             return mqtt::PublishOutcome::deferred;
         case Verdict::quota: return mqtt::PublishOutcome::over_quota;
         case Verdict::oversized: return mqtt::PublishOutcome::refused;
@@ -157,18 +163,7 @@ mqtt::PublishOutcome MqttGatewaySession::on_reply(const mqtt::Publish& publish) 
                                                         publish.topic, own));
         return mqtt::PublishOutcome::dropped;
     }
-    switch (m_connection.reply_json(publish.payload, source)) {
-        case Verdict::accepted:
-            if (publish.qos == mqtt::QoS::at_most_once) return mqtt::PublishOutcome::accepted;
-            m_to_acknowledge.push_back(publish.packet_id);
-            m_connection.notify_when_flushed();
-            return mqtt::PublishOutcome::deferred;
-        case Verdict::quota: return mqtt::PublishOutcome::over_quota;
-        case Verdict::oversized: return mqtt::PublishOutcome::refused;
-        case Verdict::source:
-        case Verdict::malformed: return mqtt::PublishOutcome::dropped;
-    }
-    return mqtt::PublishOutcome::dropped;
+    return outcome(m_connection.reply_json(publish.payload, source), publish, false);
 }
 
 std::optional<mqtt::QoS> MqttGatewaySession::may_subscribe(std::string_view filter, mqtt::QoS requested) {

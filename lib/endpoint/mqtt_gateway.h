@@ -55,6 +55,7 @@ public:
 private:
     void pump();  // output to the connection; the end of the session ends the connection
     mqtt::PublishOutcome on_reply(const mqtt::Publish& publish);
+    mqtt::PublishOutcome outcome(Verdict verdict, const mqtt::Publish& publish, bool batch_ack);
 
     Connection& m_connection;
     mqtt::ServerSession m_session;

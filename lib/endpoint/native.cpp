@@ -380,8 +380,10 @@ void GatewaysSink::write(const wire::Frame& frame) {
 
 void GatewaysSink::flush() {
     for (auto& [gateway, client] : m_clients) {
+        // Taken either way, so commands nobody answers do not pile up.
+        auto commands = client->take_commands();
         if (m_links.answer_commands)
-            for (const auto& command : client->take_commands()) answer(*client, gateway, command);
+            for (const auto& command : commands) answer(*client, gateway, command);
         client->flush();
     }
 }

@@ -133,6 +133,8 @@ public:
     void flush() override;
     // Waits for the acknowledgement of everything sent; returns the totals.
     Ack finish(int timeout_ms = 60'000);
+    // Replies sent to commands (with answer_commands): frames of our own among those acknowledged.
+    uint64_t answered() const { return m_answered; }
 
 private:
     NativeClient& client(std::string_view gateway);

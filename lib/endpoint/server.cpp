@@ -161,7 +161,11 @@ Verdict Connection::ingest_json(std::string_view text, Overrides overrides, std:
     return verdict;
 }
 
-void Connection::notify_when_flushed() {
+void Connection::notify_when_flushed(bool batch) {
+    if (batch) {
+        if (m_unacked++ == 0) m_first_unacked_ns = m_server.m_mono_ns;
+        m_quick_ack = true;
+    }
     if (m_want_flushed) return;
     m_want_flushed = true;
     m_server.m_want_flushed.push_back(m_id);
@@ -450,6 +454,16 @@ void Server::on_event(Connection& c, uint32_t events) {
 }
 
 void Server::read_some(Connection& c) {
+    // One record buffer for the whole burst, given back at its end (idle connections hold none).
+    struct HeldBuffers {
+        tls::Session* tls;
+        explicit HeldBuffers(tls::Session* session) : tls(session) {
+            if (tls) tls->hold_buffers(true);
+        }
+        ~HeldBuffers() {
+            if (tls) tls->hold_buffers(false);
+        }
+    } held(c.m_state == Connection::State::open ? c.m_tls.get() : nullptr);
     size_t budget = k_read_budget_bytes;
     size_t limit = m_options.max_message_bytes + k_input_slack_bytes;
     c.m_read_wants_write = false;
@@ -469,32 +483,42 @@ void Server::read_some(Connection& c) {
             scratch ? std::span<std::byte>(reinterpret_cast<std::byte*>(m_scratch.get()), k_read_chunk_bytes)
                     : std::span<std::byte>(reinterpret_cast<std::byte*>(c.m_in.get()) + c.m_in_size,
                                            std::min(k_read_chunk_bytes, c.m_in_capacity - c.m_in_size));
-        tls::IoResult result;
-        if (c.m_tls) {
-            result = c.m_tls->read(space);
-        } else {
-            ssize_t n = ::recv(c.m_fd, space.data(), space.size(), 0);
-            if (n > 0) result = {tls::Io::done, static_cast<size_t>(n)};
-            else if (n == 0) result = {tls::Io::closed, 0};
-            else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) result = {tls::Io::want_read, 0};
-            else result = {tls::Io::closed, 0};
+        // Record after record until the space is full or the next would wait: a client that
+        // sends a small TLS record per message (mosquitto_pub) has them handled as one chunk,
+        // and the error queue is cleared once, before the first (nothing runs in between).
+        size_t got = 0;
+        tls::Io next = tls::Io::done;
+        do {
+            if (c.m_tls) {
+                tls::IoResult result = c.m_tls->read(space.subspan(got), got == 0);
+                next = result.status;
+                got += result.bytes;
+            } else {
+                ssize_t n = ::recv(c.m_fd, space.data(), space.size(), 0);
+                if (n > 0) got = static_cast<size_t>(n);
+                else if (n == 0) next = tls::Io::closed;
+                else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) next = tls::Io::want_read;
+                else next = tls::Io::closed;
+                break;  // one recv takes all there is
+            }
+        } while (next == tls::Io::done && got < space.size());
+        if (got > 0) {
+            budget -= std::min(budget, got);
+            c.m_last_activity_ns = m_mono_ns;
+            if (scratch) {
+                process_scratch(c, got);
+            } else {
+                c.m_in_size += got;
+                process_input(c);
+            }
+            if (c.m_in_size > limit && !c.m_closing) {
+                c.refuse(reason::oversized, fmt::format("more than {} bytes without a complete message",
+                                                        m_options.max_message_bytes));
+                c.close("message too large");
+            }
         }
-        switch (result.status) {
-            case tls::Io::done:
-                budget -= std::min(budget, result.bytes);
-                c.m_last_activity_ns = m_mono_ns;
-                if (scratch) {
-                    process_scratch(c, result.bytes);
-                } else {
-                    c.m_in_size += result.bytes;
-                    process_input(c);
-                }
-                if (c.m_in_size > limit) {
-                    c.refuse(reason::oversized, fmt::format("more than {} bytes without a complete message",
-                                                            m_options.max_message_bytes));
-                    c.close("message too large");
-                }
-                continue;
+        switch (next) {
+            case tls::Io::done: continue;
             case tls::Io::want_read: return;
             case tls::Io::want_write:
                 c.m_read_wants_write = true;
@@ -552,11 +576,13 @@ void Server::process_input(Connection& c) {
 }
 
 void Server::write_out(Connection& c) {
+    bool first = true;
     while (c.m_out_offset < c.m_out.size()) {
         std::span<const std::byte> pending(c.m_out.data() + c.m_out_offset, c.m_out.size() - c.m_out_offset);
         tls::IoResult result;
         if (c.m_tls) {
-            result = c.m_tls->write(pending);
+            result = c.m_tls->write(pending, first);
+            first = false;
         } else {
             ssize_t n = ::send(c.m_fd, pending.data(), pending.size(), MSG_NOSIGNAL);
             if (n >= 0) result = {tls::Io::done, static_cast<size_t>(n)};
@@ -821,6 +847,43 @@ void Server::expire_commands() {
     if (m_queue) m_queue->expire(m_wall_ns, expired);
 }
 
+// Calls flushed() on the connections that asked for it; the output is flushed. A connection
+// with batched acknowledgements waits until enough messages (its batch) are in or the oldest
+// has waited k_ack_delay_ns: a client with several messages in flight then gets one write
+// for many instead of one per round. A client that fell silent before its batch was full
+// shows its window: the batch shrinks to it (and grows again when more come in a round).
+void Server::acknowledge() {
+    if (m_want_flushed.empty()) return;
+    std::vector<uint64_t> want;
+    want.swap(m_want_flushed);
+    for (uint64_t id : want) {
+        auto it = m_connections.find(id);
+        if (it == m_connections.end()) continue;
+        Connection& c = *it->second;
+        if (c.m_unacked > 0 && !c.m_closing) {
+            if (c.m_unacked < c.m_ack_batch) {
+                if (m_mono_ns - c.m_first_unacked_ns < k_ack_delay_ns) {
+                    // The TCP acknowledgement goes now, not with the reply we hold back: a
+                    // client that waits for it before sending more (Nagle) sends the rest.
+                    if (c.m_quick_ack) {
+                        int one = 1;
+                        setsockopt(c.m_fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+                        c.m_quick_ack = false;
+                    }
+                    m_want_flushed.push_back(id);
+                    continue;
+                }
+                c.m_ack_batch = c.m_unacked;
+            } else if (c.m_unacked > c.m_ack_batch) {
+                c.m_ack_batch = std::min(c.m_unacked, k_ack_batch_messages);
+            }
+        }
+        c.m_unacked = 0;
+        c.m_want_flushed = false;
+        c.m_session->flushed();
+    }
+}
+
 void Server::run(std::atomic<bool>* reload, const std::function<void()>& on_reload) {
     epoll_event events[k_max_events];
     m_mono_ns = monotonic_clock_ns();
@@ -829,6 +892,7 @@ void Server::run(std::atomic<bool>* reload, const std::function<void()>& on_relo
     while (!m_stop.load(std::memory_order_relaxed)) {
         if (reload && reload->exchange(false) && on_reload) on_reload();
         int timeout = !m_ready.empty() ? 0 : m_commands ? k_commands_wait_ms : k_idle_wait_ms;
+        if (timeout > 0 && !m_want_flushed.empty()) timeout = static_cast<int>((k_ack_delay_ns + 999'999) / 1'000'000);
         int n = epoll_wait(m_epoll, events, k_max_events, timeout);
         if (n < 0 && errno != EINTR) throw Error(ExitCode::software, errno_text("epoll_wait", errno));
         m_mono_ns = monotonic_clock_ns();
@@ -857,16 +921,7 @@ void Server::run(std::atomic<bool>* reload, const std::function<void()>& on_relo
         // Acknowledge only what the output has: flush first.
         m_ingest.flush();
         m_lifecycle.flush();
-        if (!m_want_flushed.empty()) {
-            std::vector<uint64_t> want;
-            want.swap(m_want_flushed);
-            for (uint64_t id : want) {
-                auto it = m_connections.find(id);
-                if (it == m_connections.end()) continue;
-                it->second->m_want_flushed = false;
-                it->second->m_session->flushed();
-            }
-        }
+        acknowledge();
         if (!m_has_output.empty()) {
             std::vector<uint64_t> has_output;
             has_output.swap(m_has_output);

@@ -45,6 +45,10 @@ constexpr size_t k_default_max_pending_commands = 1000;  // per gateway
 constexpr int64_t k_default_command_ttl_ns = 86'400'000'000'000;  // 24 h
 constexpr size_t k_read_chunk_bytes = 64 << 10;
 constexpr size_t k_read_budget_bytes = 1 << 20;  // per connection per round: fairness
+// Batched acknowledgements (MQTT PUBACK): one write per this many messages at most, and no
+// acknowledgement later than k_ack_delay_ns after its message was flushed to the output.
+constexpr uint32_t k_ack_batch_messages = 16;
+constexpr int64_t k_ack_delay_ns = 1'000'000;
 constexpr int64_t k_command_expiry_sweep_ns = 1'000'000'000;  // queued commands are checked this often
 // A lingering close (HTTP errors): after the response, the write side is shut and what the
 // client still sends is read and discarded for at most this long or this much, so that the
@@ -118,8 +122,11 @@ public:
     // Through the one ingest path; refusals are counted and logged under the gateway.
     Verdict ingest_frame(const wire::Frame& frame, Overrides overrides = {});
     Verdict ingest_json(std::string_view text, Overrides overrides = {}, std::string* error = nullptr);
-    // Ask for flushed() once the output has been flushed.
-    void notify_when_flushed();
+    // Ask for flushed() once the output has been flushed. `batch`: for one more message whose
+    // client keeps several in flight (MQTT QoS 1), the acknowledgement may wait a little
+    // (k_ack_delay_ns at most) so that one write acknowledges many; the number waited for
+    // adapts to the client's window (it drops to what a client sent before it fell silent).
+    void notify_when_flushed(bool batch = false);
     // Counts and logs a refusal under this connection's gateway (or peer address).
     void refuse(std::string_view why, std::string_view what, uint64_t count = 1);
     // Commands queued for this gateway while it was away, delivered through the session now
@@ -171,6 +178,10 @@ private:
     bool m_read_wants_write = false;
     bool m_closing = false;
     bool m_want_flushed = false;
+    uint32_t m_unacked = 0;           // batched messages waiting for flushed()
+    uint32_t m_ack_batch = k_ack_batch_messages;  // how many make flushed() come at once
+    int64_t m_first_unacked_ns = 0;   // monotonic: when the oldest of them was taken in
+    bool m_quick_ack = false;         // messages came since the last TCP_QUICKACK
     bool m_ready = false;         // in the ready list: more to read without waiting
     bool m_has_output = false;    // in the list of connections to write out this round
     bool m_linger = false;        // close lingering (close(..., Linger::yes))
@@ -224,6 +235,7 @@ private:
     void sweep();
     void tick();
     void poll_commands();
+    void acknowledge();
     void route_command(const wire::Frame& frame);
     void expire_commands();
     // A device's reply through `gateway` (see Connection::reply_frame); `why` says why not.

@@ -382,8 +382,11 @@ int run(const GenOptions& options, cli::ToolContext& context) {
     if (gateways) {
         endpoint::Ack ack = gateways->finish();
         const double acked_seconds = static_cast<double>(monotonic_ns() - t0) / 1e9;
-        log.info("the endpoint acknowledged {} messages in {:.2f} s ({}), refused {}", ack.handled, acked_seconds,
-                 format_rate(acked_seconds > 0 ? static_cast<double>(ack.handled) / acked_seconds : 0), ack.refused);
+        // Replies to commands travel the same connections; the count is of the generated messages.
+        const uint64_t handled = ack.handled - std::min(ack.handled, gateways->answered());
+        log.info("the endpoint acknowledged {} messages in {:.2f} s ({}), refused {}{}", handled, acked_seconds,
+                 format_rate(acked_seconds > 0 ? static_cast<double>(handled) / acked_seconds : 0), ack.refused,
+                 options.answer_commands ? fmt::format(", and {} replies to commands", gateways->answered()) : "");
         if (ack.refused) return static_cast<int>(ExitCode::data);
     }
 

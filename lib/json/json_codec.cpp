@@ -507,6 +507,8 @@ struct JsonDecoder::Impl {
 
     std::optional<std::string> decode(std::string_view line, std::vector<std::byte>& out,
                                       Padding padding);
+    std::optional<std::string> parse(std::string_view line, Padding padding);
+    void to_view(wire::MessageView& view) const;
     void reset();
     bool flat_decode(const char* text, size_t size);
     bool flat_members(const char*& p, const char* end, size_t depth);
@@ -572,8 +574,42 @@ std::optional<std::string> JsonDecoder::decode(std::string_view line, std::vecto
     return m_impl->decode(line, out, padding);
 }
 
+std::optional<std::string> JsonDecoder::decode_view(std::string_view line, wire::MessageView& view,
+                                                    Padding padding) {
+    if (auto reason = m_impl->parse(line, padding)) return reason;
+    m_impl->to_view(view);
+    return std::nullopt;
+}
+
 std::optional<std::string> JsonDecoder::Impl::decode(std::string_view line,
                                                      std::vector<std::byte>& out, Padding padding) {
+    if (auto reason = parse(line, padding)) return reason;
+    build(out);
+    return std::nullopt;
+}
+
+void JsonDecoder::Impl::to_view(wire::MessageView& view) const {
+    view.fields.clear();
+    view.barrier = m_barrier.has_value();
+    view.barrier_number = m_barrier.value_or(0);
+    view.time = m_time;
+    view.ingested = m_ingested;
+    view.id = m_id ? std::string_view(reinterpret_cast<const char*>(m_id->data()), m_id->size())
+                   : std::string_view();
+    view.source = m_source;
+    view.gateway = m_gateway;
+    view.kind = m_kind;
+    view.body = m_body;
+    if (m_barrier) return;
+    for (const PendingField& field : m_fields) {
+        if (field.dropped) continue;
+        view.fields.push_back({name_of(field), field.which, field.float_value, field.int_value, field.bool_value,
+                               field.text});
+    }
+}
+
+// Reads the line into the header and the pending fields, duplicates dropped.
+std::optional<std::string> JsonDecoder::Impl::parse(std::string_view line, Padding padding) {
     const char* text = line.data();
     size_t capacity = line.size() + simdjson::SIMDJSON_PADDING;
     if (padding == Padding::absent) {
@@ -584,7 +620,6 @@ std::optional<std::string> JsonDecoder::Impl::decode(std::string_view line,
     if ((m_path == DecodePath::fast && flat_decode(text, line.size())) ||
         dom_decode(text, line.size())) {
         drop_duplicates();
-        build(out);
         return std::nullopt;
     }
     reset();
@@ -619,7 +654,6 @@ std::optional<std::string> JsonDecoder::Impl::decode(std::string_view line,
         return fmt::format("$barrier: a barrier has no {} (only \"time\")",
                            json_quoted(m_non_barrier_key));
     drop_duplicates();
-    build(out);
     return std::nullopt;
 }
 

@@ -25,6 +25,7 @@
 #include "wire/fd_output.h"
 #include "wire/line_reader.h"
 #include "wire/frame_opener.h"
+#include "wire/message_view.h"
 #include "wire/stream.h"
 
 #include <cstddef>
@@ -72,6 +73,12 @@ public:
     // "expected a JSON object", "invalid JSON in \"motor.rpm\": <simdjson's text>", ...
     std::optional<std::string> decode(std::string_view line, std::vector<std::byte>& out,
                                       Padding padding = Padding::absent);
+    // The same reading, with the same refusals, without writing the frame: the message as
+    // views into the line and this decoder, valid until the next call. For a caller that
+    // changes the header and writes the frame itself (wire::append_message_view gives the
+    // bytes decode() would have written).
+    std::optional<std::string> decode_view(std::string_view line, wire::MessageView& view,
+                                           Padding padding = Padding::absent);
 
 private:
     struct Impl;

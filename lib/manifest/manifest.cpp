@@ -1,6 +1,7 @@
 // Loading a channel manifest: toml++ parses, then every table is walked once with the
 // keys it may hold; each problem becomes a Diagnostic with its place and what to do.
 #include "manifest/manifest.h"
+#include "manifest/toml_source.h"
 
 #include "expr/expr.h"
 #include "message/time.h"
@@ -196,13 +197,6 @@ bool is_destination(const Stage& stage) {
 
 // ---- the loader ------------------------------------------------------------------------------
 
-namespace {
-
-Location location_of(const toml::source_region& region) { return {region.begin.line, region.begin.column}; }
-Location location_of(const toml::node& node) { return location_of(node.source()); }
-
-}  // namespace
-
 size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<size_t> row(b.size() + 1);
     for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -220,43 +214,12 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 
 namespace {
 
-// " (did you mean 'x'?)" when one candidate is close, else "".
-std::string suggestion(std::string_view word, const std::vector<std::string>& candidates) {
-    std::string best;
-    size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
-    for (const auto& candidate : candidates) {
-        size_t distance = edit_distance(word, candidate);
-        if (distance < best_distance) {
-            best_distance = distance;
-            best = candidate;
-        }
-    }
-    return best.empty() ? std::string() : fmt::format(" (did you mean '{}'?)", best);
-}
-
-std::string list(const std::vector<std::string>& words) {
-    std::string text;
-    for (const auto& word : words) text += (text.empty() ? "" : ", ") + word;
-    return text;
-}
 
 bool valid_name(std::string_view name) {
     if (name.empty() || name.size() > k_max_name_chars) return false;
     for (char c : name)
         if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
     return std::isalnum(static_cast<unsigned char>(name[0]));
-}
-
-std::string_view type_name(const toml::node& node) {
-    switch (node.type()) {
-        case toml::node_type::table: return "a table";
-        case toml::node_type::array: return "an array";
-        case toml::node_type::string: return "a string";
-        case toml::node_type::integer: return "an integer";
-        case toml::node_type::floating_point: return "a number";
-        case toml::node_type::boolean: return "a boolean";
-        default: return "a date or time";
-    }
 }
 
 class Loader {
@@ -603,11 +566,20 @@ private:
             SplitError split_error;
             auto words = split_command(text->get(), &split_error);
             if (!words) {
+                const std::string& run = text->get();
                 Location where = location_of(node);
-                // The column of the offending character, counting the opening quote.
-                where.column += static_cast<uint32_t>(split_error.offset + 1);
+                // The line and column of the offending character in the file: a string with a
+                // newline is a multi-line one ("""/'''), whose text starts after three quotes.
+                size_t line_start = run.rfind('\n', split_error.offset == 0 ? 0 : split_error.offset - 1);
+                line_start = line_start == std::string::npos || line_start >= split_error.offset ? 0 : line_start + 1;
+                const size_t quotes = run.find('\n') == std::string::npos ? 1 : 3;
+                const size_t column = split_error.offset - line_start;
+                where.line += static_cast<uint32_t>(std::count(run.begin(), run.begin() + line_start, '\n'));
+                where.column = static_cast<uint32_t>(line_start == 0 ? where.column + quotes + column : column + 1);
+                size_t line_end = run.find('\n', line_start);
                 error(where, fmt::format("run of stage {}: {}", stage.name, split_error.message),
-                      fmt::format("{}\n{}^", text->get(), std::string(split_error.offset, ' ')));
+                      fmt::format("{}\n{}^", run.substr(line_start, line_end == std::string::npos ? line_end : line_end - line_start),
+                                  std::string(column, ' ')));
                 return;
             }
             stage.argv = std::move(*words);
@@ -795,24 +767,7 @@ private:
 
 LoadResult load(std::string_view text, std::string_view name_hint) {
     LoadResult result;
-    toml::table root;
-#if TOML_EXCEPTIONS
-    try {
-        root = toml::parse(text);
-    } catch (const toml::parse_error& e) {
-        result.errors.push_back({location_of(e.source()), fmt::format("not valid TOML: {}", e.description()), {}});
-        return result;
-    }
-#else
-    auto parsed = toml::parse(text);
-    if (!parsed) {
-        result.errors.push_back({location_of(parsed.error().source()),
-                                 fmt::format("not valid TOML: {}", parsed.error().description()), {}});
-        return result;
-    }
-    root = std::move(parsed).table();
-#endif
-    Loader(result).load(root, name_hint);
+    if (auto root = parse_toml(text, result.errors)) Loader(result).load(*root, name_hint);
     return result;
 }
 

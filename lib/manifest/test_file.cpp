@@ -1,6 +1,7 @@
 // Loading a channel's test file: toml++ parses, then each table is walked with the keys it
 // may hold; messages (TOML tables or JSON text) become frames through lib/json's mapping.
 #include "manifest/test_file.h"
+#include "manifest/toml_source.h"
 
 #include "expr/expr.h"
 #include "json/json_codec.h"
@@ -16,40 +17,6 @@
 
 namespace mh::manifest {
 namespace {
-
-Location location_of(const toml::source_region& region) { return {region.begin.line, region.begin.column}; }
-Location location_of(const toml::node& node) { return location_of(node.source()); }
-
-std::string suggestion(std::string_view word, const std::vector<std::string>& candidates) {
-    std::string best;
-    size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
-    for (const auto& candidate : candidates) {
-        size_t distance = edit_distance(word, candidate);
-        if (distance < best_distance) {
-            best_distance = distance;
-            best = candidate;
-        }
-    }
-    return best.empty() ? std::string() : fmt::format(" (did you mean '{}'?)", best);
-}
-
-std::string list(const std::vector<std::string>& words) {
-    std::string text;
-    for (const auto& word : words) text += (text.empty() ? "" : ", ") + word;
-    return text;
-}
-
-std::string_view type_name(const toml::node& node) {
-    switch (node.type()) {
-        case toml::node_type::table: return "a table";
-        case toml::node_type::array: return "an array";
-        case toml::node_type::string: return "a string";
-        case toml::node_type::integer: return "an integer";
-        case toml::node_type::floating_point: return "a number";
-        case toml::node_type::boolean: return "a boolean";
-        default: return "a date or time";
-    }
-}
 
 void copy_frame(const std::vector<std::byte>& bytes, std::vector<uint64_t>& words) {
     words.resize(bytes.size() / sizeof(uint64_t));
@@ -462,24 +429,7 @@ private:
 
 TestLoadResult load_tests(std::string_view text, const Manifest& manifest) {
     TestLoadResult result;
-    toml::table root;
-#if TOML_EXCEPTIONS
-    try {
-        root = toml::parse(text);
-    } catch (const toml::parse_error& e) {
-        result.errors.push_back({location_of(e.source()), fmt::format("not valid TOML: {}", e.description()), {}});
-        return result;
-    }
-#else
-    auto parsed = toml::parse(text);
-    if (!parsed) {
-        result.errors.push_back({location_of(parsed.error().source()),
-                                 fmt::format("not valid TOML: {}", parsed.error().description()), {}});
-        return result;
-    }
-    root = std::move(parsed).table();
-#endif
-    TestLoader(result, manifest).load(root);
+    if (auto root = parse_toml(text, result.errors)) TestLoader(result, manifest).load(*root);
     return result;
 }
 

@@ -152,6 +152,14 @@ private:
 
 bool valid_qos(uint8_t qos) { return qos <= 2; }
 
+// Non-empty, printable ASCII, no '+' or '#': passes check_text() and check_topic_name().
+bool plain_topic_name(std::string_view topic) {
+    if (topic.empty()) return false;
+    bool bad = false;
+    for (unsigned char c : topic) bad |= c < 0x20 || c > 0x7e || c == '+' || c == '#';
+    return !bad;
+}
+
 void decode_connect(Cursor& in, Connect& connect) {
     auto name = in.binary();
     uint8_t level = in.u8();
@@ -193,8 +201,13 @@ void decode_publish(Cursor& in, uint8_t flags, Publish& publish) {
     publish.dup = flags & 0x08;
     publish.qos = static_cast<QoS>((flags >> 1) & 0x03);
     publish.retain = flags & 0x01;
-    publish.topic = in.text();
-    if (in.ok() && check_topic_name(publish.topic)) return in.fail(ParseError::bad_topic_name);
+    // Most topic names are printable ASCII without wildcards: valid text and a valid name,
+    // judged in one pass. Anything else gets the full checks and their exact errors.
+    publish.topic = in.binary();
+    if (in.ok() && !plain_topic_name(publish.topic)) {
+        if (check_text(publish.topic, true)) return in.fail(ParseError::bad_utf8);
+        if (check_topic_name(publish.topic)) return in.fail(ParseError::bad_topic_name);
+    }
     publish.packet_id = publish.qos == QoS::at_most_once ? 0 : in.packet_id();
     if (in.ok()) publish.payload = in.rest();
 }

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 
 namespace mh::route {
@@ -135,6 +136,33 @@ Plan make_plan(const manifest::Manifest& manifest, const PlanOptions& options) {
         }
     }
     return plan;
+}
+
+Plan plan_for_host(const Plan& plan, const std::string& host,
+                   const std::function<std::string(const std::string&)>& host_of) {
+    Plan part;
+    std::vector<size_t> group_index(plan.groups.size(), SIZE_MAX);
+    for (size_t g = 0; g < plan.groups.size(); ++g) {
+        const GroupSpec& group = plan.groups[g];
+        // A group's processes all run on one host: its stage's (or, for an edge filter, its upstream's).
+        if (group.processes.empty() || host_of(plan.processes[group.processes[0]].host) != host) continue;
+        GroupSpec local = group;
+        local.processes.clear();
+        local.upstream.clear();
+        for (size_t u : group.upstream) {
+            if (group_index[u] == SIZE_MAX)
+                local.remote_input = true;
+            else
+                local.upstream.push_back(group_index[u]);
+        }
+        for (size_t p : group.processes) {
+            local.processes.push_back(part.processes.size());
+            part.processes.push_back(plan.processes[p]);
+        }
+        group_index[g] = part.groups.size();
+        part.groups.push_back(std::move(local));
+    }
+    return part;
 }
 
 }  // namespace mh::route

@@ -31,6 +31,7 @@ struct GroupSpec {
     bool edge_filter = false;
     std::vector<size_t> processes;         // indexes into Plan::processes
     std::vector<size_t> upstream;          // indexes into Plan::groups
+    bool remote_input = false;             // some of its input comes from another host (plan_for_host)
     const manifest::Stage* stage = nullptr;  // null for an edge filter
 };
 
@@ -58,6 +59,12 @@ struct PlanOptions {
 };
 
 Plan make_plan(const manifest::Manifest& manifest, const PlanOptions& options);
+
+// The part of `plan` that runs on `host` (as the plan's processes name it, after `host_of`):
+// its groups and processes, an upstream on another host dropped from `upstream` and marked
+// as remote_input. The stage pointers still point into the manifest.
+Plan plan_for_host(const Plan& plan, const std::string& host,
+                   const std::function<std::string(const std::string&)>& host_of);
 
 // "ingest->alerts": the group name of a conditional edge.
 std::string edge_group_name(const std::string& from, const std::string& to);

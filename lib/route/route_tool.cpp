@@ -60,12 +60,14 @@ LoadedManifest load_checked(const std::string& path, Log& log, Programs programs
     return loaded;
 }
 
-std::string runtime_dir_for(const manifest::Manifest& manifest, const std::string& override_dir) {
+std::string runtime_dir_for(const manifest::Manifest& manifest, const std::string& override_dir,
+                            const std::string& host) {
     if (!override_dir.empty()) return override_dir;
-    if (!manifest.defaults.runtime_dir.empty()) return manifest.defaults.runtime_dir;
+    std::string suffix = host.empty() ? "" : "/" + host;
+    if (!manifest.defaults.runtime_dir.empty()) return manifest.defaults.runtime_dir + suffix;
     if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg)
-        return fmt::format("{}/mh-route/{}", xdg, manifest.name);
-    return fmt::format("/tmp/mh-route-{}/{}", ::getuid(), manifest.name);
+        return fmt::format("{}/mh-route/{}{}", xdg, manifest.name, suffix);
+    return fmt::format("/tmp/mh-route-{}/{}{}", ::getuid(), manifest.name, suffix);
 }
 
 int run_check(const CheckCommand& command, Log& log) {

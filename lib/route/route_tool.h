@@ -24,12 +24,15 @@ struct GraphCommand {
 struct UpCommand {
     std::string file;
     std::string runtime_dir;
+    std::string host;  // run only this host's stages, tcp to and from the others ("" = all, over ipc)
+    std::string keys;  // with host: a directory of HOST.key and every HOST.pub (mh-route keys): CURVE
     std::string log_level = "info";
 };
 
 struct StatusCommand {
     std::string file;
     std::string runtime_dir;
+    std::string host;  // as given to up --host
     double interval_s = 1.0;
     bool watch = false;
 };
@@ -63,8 +66,11 @@ LoadedManifest load_checked(const std::string& path, Log& log, Programs programs
 std::vector<std::string> search_dirs();
 
 // The runtime directory of a channel: --runtime-dir, [defaults] runtime_dir,
-// $XDG_RUNTIME_DIR/mh-route/NAME, or /tmp/mh-route-UID/NAME.
-std::string runtime_dir_for(const manifest::Manifest& manifest, const std::string& override_dir);
+// $XDG_RUNTIME_DIR/mh-route/NAME, or /tmp/mh-route-UID/NAME; for one host's part (`up
+// --host`) the last three get /HOST appended, so that hosts sharing a file system (network
+// namespaces, containers on one disk) do not share sockets.
+std::string runtime_dir_for(const manifest::Manifest& manifest, const std::string& override_dir,
+                            const std::string& host = {});
 
 int run_check(const CheckCommand& command, Log& log);
 int run_graph(const GraphCommand& command, Log& log);

@@ -126,7 +126,7 @@ bool up_is_running(const std::string& dir) {
 
 int run_status(const StatusCommand& command, Log& log, const StopFlag& stop) {
     auto loaded = load_checked(command.file, log, Programs::skip);
-    std::string dir = runtime_dir_for(loaded.manifest, command.runtime_dir);
+    std::string dir = runtime_dir_for(loaded.manifest, command.runtime_dir, command.host);
     auto interval = std::chrono::duration<double>(command.interval_s);
     do {
         auto rows = read_state(dir);

@@ -417,7 +417,7 @@ private:
                 m_log.info("{}: draining the channel, from the sources down (again to stop every stage now)",
                            strsignal(signal));
                 for (size_t g = 0; g < m_groups.size(); ++g)
-                    if (m_groups[g].spec->upstream.empty()) terminate(g, "the channel is stopping");
+                    if (is_source(*m_groups[g].spec)) terminate(g, "the channel is stopping");
             } else if (m_stop_requests == 2) {
                 m_log.warn("{} again: stopping every stage now (once more to kill them)", strsignal(signal));
                 for (size_t g = 0; g < m_groups.size(); ++g) terminate(g, "");
@@ -428,6 +428,9 @@ private:
             }
         }
     }
+
+    // A group with no input at all: it ends by itself, or when the channel is told to stop.
+    static bool is_source(const GroupSpec& group) { return group.upstream.empty() && !group.remote_input; }
 
     void terminate(size_t g, std::string_view why) {
         Group& group = m_groups[g];
@@ -486,8 +489,10 @@ private:
         auto now = Clock::now();
         for (size_t g = 0; g < m_groups.size(); ++g) {
             Group& group = m_groups[g];
-            if (group.finished || group.terminating || group.spec->upstream.empty()) continue;
-            bool upstream_done = true;
+            if (group.finished || group.terminating || is_source(*group.spec)) continue;
+            // Input from another host (up --host) ends only when this host is told to stop,
+            // and then its count is unknown here: the group drains when its input is quiet.
+            bool upstream_done = !group.spec->remote_input || m_stop_requests > 0;
             for (size_t u : group.spec->upstream) upstream_done &= m_groups[u].finished;
             if (!upstream_done) continue;
             if (now < group.next_poll) continue;
@@ -495,6 +500,7 @@ private:
 
             // What the upstream sent, and what this group took in, when the counts can tell.
             Count expected;
+            if (group.spec->remote_input) expected.add(0, false);
             for (size_t u : group.spec->upstream)
                 for (size_t i : m_groups[u].spec->processes) {
                     const Process& p = process_of(i);
@@ -516,8 +522,13 @@ private:
                 group.drain_started = now;
                 group.last_change = now;
                 group.last_in = taken;
-                m_log.info("draining {}: its upstream ended having sent {} messages", group.spec->name,
-                           expected.text());
+                if (group.spec->remote_input)
+                    m_log.info("draining {}: it takes in what other hosts still send until its input has been "
+                               "quiet for {:.3g} s",
+                               group.spec->name, seconds(m_options.drain_quiet_ns));
+                else
+                    m_log.info("draining {}: its upstream ended having sent {} messages", group.spec->name,
+                               expected.text());
             }
             if (taken != group.last_in) {
                 group.last_in = taken;

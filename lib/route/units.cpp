@@ -1,10 +1,11 @@
 // mh-route units: the plan for one host as systemd units, one service per process and a
 // target that pulls them in. Stages on one host talk over ipc sockets in the channel's
-// runtime directory; an input that another host feeds listens on tcp (base_port and up,
-// numbered over the whole channel so that every host computes the same ports).
+// runtime directory; an input that another host feeds listens on tcp (route/wiring.h, the
+// same wiring as `up --host`).
 #include "core/error.h"
 #include "route/plan.h"
 #include "route/route_tool.h"
+#include "route/wiring.h"
 
 #include <fmt/format.h>
 
@@ -58,10 +59,6 @@ std::string unit_part(std::string name) {
     return name;
 }
 
-bool is_ipv4_literal(std::string_view address) {
-    return !address.empty() && address.find_first_not_of("0123456789.") == std::string_view::npos;
-}
-
 // Absolute paths after --db: the state a stage keeps. Under /var/lib they become
 // StateDirectory= (created and owned by systemd), elsewhere ReadWritePaths=.
 std::vector<std::string> state_paths(const std::vector<std::string>& argv) {
@@ -83,40 +80,16 @@ std::vector<std::string> state_paths(const std::vector<std::string>& argv) {
 int run_units(const UnitsCommand& command, Log& log) {
     auto loaded = load_checked(command.file, log, Programs::skip);
     const auto& manifest = loaded.manifest;
-    std::vector<std::string> host_names;
-    for (const auto& host : manifest.hosts) host_names.push_back(host.name);
-    if (!manifest.hosts.empty() && !manifest.find_host(command.host)) {
-        std::string list;
-        for (const auto& name : host_names) list += (list.empty() ? "" : ", ") + name;
-        throw Error(ExitCode::usage, fmt::format("--host {}: not a host of {}; its hosts are: {}", command.host,
-                                                 command.file, list));
-    }
-    // Without [hosts], every stage runs on the one machine, whatever it is called.
-    auto host_of = [&](const std::string& stage_host) { return manifest.hosts.empty() ? command.host : stage_host; };
-    auto address_of = [&](const std::string& host) -> std::string {
-        const manifest::Host* h = manifest.find_host(host);
-        return h ? h->address : "127.0.0.1";
-    };
-
+    require_host(manifest, command.host, command.file);
     // The ipc directory: /run/mh/NAME (RuntimeDirectory=), or [defaults] runtime_dir.
     std::string runtime_dir = manifest.defaults.runtime_dir.empty() ? "/run/mh/" + manifest.name
                                                                      : manifest.defaults.runtime_dir;
-    uint32_t next_port = manifest.defaults.base_port;
-    std::map<uint32_t, std::pair<std::string, std::string>> ports;  // tcp port -> ("group.replica", host)
+    HostWiring wiring(manifest, command.host, runtime_dir);
+    auto host_of = [&](const std::string& stage_host) { return wiring.host_of(stage_host); };
     PlanOptions options;
     options.address = [&](const std::string& group, uint32_t replica, const std::string& host,
                           const std::vector<std::string>& upstream_hosts) {
-        bool crosses = std::any_of(upstream_hosts.begin(), upstream_hosts.end(),
-                                   [&](const std::string& u) { return host_of(u) != host_of(host); });
-        if (!crosses) {
-            std::string path = fmt::format("{}/{}.{}", runtime_dir, group, replica);
-            return InputAddress{"@ipc://" + path, ">ipc://" + path};
-        }
-        uint32_t port = next_port++;
-        ports[port] = {fmt::format("{}.{}", group, replica), host_of(host)};
-        std::string address = address_of(host);
-        std::string bind_address = is_ipv4_literal(address) ? address : "*";
-        return InputAddress{fmt::format("@tcp://{}:{}", bind_address, port), fmt::format(">tcp://{}:{}", address, port)};
+        return wiring.address(group, replica, host, upstream_hosts);
     };
     auto dirs = search_dirs();
     std::vector<std::string> unresolved;
@@ -137,21 +110,8 @@ int run_units(const UnitsCommand& command, Log& log) {
 
     // CURVE: every host's public key, by the address its peers connect to.
     std::string keys_dir = manifest.defaults.keys_dir.empty() ? "/etc/mh/" + manifest.name : manifest.defaults.keys_dir;
-    std::string curve_servers;
-    if (!command.keys.empty()) {
-        if (manifest.hosts.empty())
-            throw Error(ExitCode::usage, "--keys: the manifest declares no [hosts], so no edge crosses hosts");
-        for (const auto& host : manifest.hosts) {
-            std::string path = fmt::format("{}/{}.pub", command.keys, host.name);
-            std::ifstream file(path);
-            std::string key;
-            if (!(file >> key) || key.size() != 40)
-                throw Error(ExitCode::config, fmt::format("--keys: cannot read a public key from {}: make the keys "
-                                                          "with mh-route keys {} --dir {}",
-                                                          path, command.file, command.keys));
-            curve_servers += (curve_servers.empty() ? "" : " ") + host.address + "=" + key;
-        }
-    }
+    std::string servers;
+    if (!command.keys.empty()) servers = curve_servers(manifest, command.keys, command.file);
 
     std::filesystem::create_directories(command.dir);
     std::string prefix = "mh-" + manifest.name;
@@ -162,8 +122,7 @@ int run_units(const UnitsCommand& command, Log& log) {
         if (host_of(process.host) != command.host) continue;
         const GroupSpec* group = plan.find_group(process.group);
         std::string unit = fmt::format("{}-{}.service", prefix, unit_part(process.name));
-        bool uses_tcp = false;
-        for (const auto& word : process.argv) uses_tcp |= word.find("tcp://") != std::string::npos;
+        bool tcp = uses_tcp(process);
         std::string description =
             group->edge_filter ? fmt::format("the condition on the edge {}", process.group)
             : group->stage->replicas > 1
@@ -187,18 +146,18 @@ int run_units(const UnitsCommand& command, Log& log) {
             for (size_t i = 0; i < upstream_units.size(); ++i) text += (i ? " " : "") + upstream_units[i];
             text += "\n";
         }
-        if (uses_tcp) text += "After=network-online.target\nWants=network-online.target\n";
+        if (tcp) text += "After=network-online.target\nWants=network-online.target\n";
         // Restarts go on for as long as it takes, as under mh-route up.
         text += "StartLimitIntervalSec=0\n";
         text += "\n[Service]\nType=simple\n";
         text += "ExecStart=" + systemd_command(process.argv) + "\n";
         for (const auto& [name, value] : process.env) text += "Environment=" + systemd_env(name + "=" + value) + "\n";
-        if (uses_tcp && !command.keys.empty()) {
+        if (tcp && !command.keys.empty()) {
             // The host's key pair comes in as a credential, readable by the dynamic user only.
             text += fmt::format("LoadCredential=curve.key:{}/{}.key\n", keys_dir, command.host);
             text += "Environment=MH_CURVE_KEY=%d/curve.key\n";
             text += "Environment=" + systemd_env("MH_CURVE_CLIENTS=" + keys_dir) + "\n";
-            text += "Environment=" + systemd_env("MH_CURVE_SERVERS=" + curve_servers) + "\n";
+            text += "Environment=" + systemd_env("MH_CURVE_SERVERS=" + servers) + "\n";
         }
         const auto& restart = process.restart;
         text += fmt::format("Restart={}\n", restart.policy == manifest::RestartPolicy::never      ? "no"
@@ -260,9 +219,9 @@ int run_units(const UnitsCommand& command, Log& log) {
     std::ofstream(command.dir + "/" + target) << target_text;
     written.push_back(target);
     for (const auto& name : written) std::printf("%s/%s\n", command.dir.c_str(), name.c_str());
-    for (const auto& [port, input] : ports)
-        if (input.second == command.host)
-            log.info("{} listens on tcp port {}: open it to the hosts that feed it", input.first, port);
+    for (const auto& input : wiring.tcp_inputs())
+        if (input.host == command.host)
+            log.info("{} listens on tcp port {}: open it to the hosts that feed it", input.process, input.port);
     return 0;
 }
 

@@ -86,8 +86,16 @@ public:
     Session& operator=(const Session&) = delete;
 
     Io handshake();
-    IoResult read(std::span<std::byte> into);
-    IoResult write(std::span<const std::byte> bytes);
+    // OpenSSL judges a failed call by the thread's error queue, which must be empty before
+    // it. `clear_errors` false: the caller knows it is (the previous call on this thread
+    // succeeded and nothing else ran in between): clearing it costs as much as a small
+    // record's decryption, and a loop of reads needs it only before the first.
+    IoResult read(std::span<std::byte> into, bool clear_errors = true);
+    IoResult write(std::span<const std::byte> bytes, bool clear_errors = true);
+    // While held, OpenSSL keeps its record buffer between records instead of freeing it
+    // after each one (SSL_MODE_RELEASE_BUFFERS, which keeps idle connections small, costs a
+    // malloc and a free per record); let go, it frees what it no longer needs.
+    void hold_buffers(bool hold);
     // Plaintext OpenSSL has already decrypted and buffered: epoll will not report it.
     bool pending() const { return SSL_pending(m_ssl.get()) > 0; }
     // Best effort close_notify; never blocks.

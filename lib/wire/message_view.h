@@ -1,7 +1,8 @@
 // A message read straight from the words of a frame in mh's own layout, without Cap'n
 // Proto: what every mh writer produces is recognised by one pass over its pointers and read
 // as plain views, for the hot paths (JsonSink, check_frame). Any other frame is declined and
-// goes through FrameOpener and Cap'n Proto's reader, which read or refuse it as ever.
+// goes through FrameOpener and Cap'n Proto's reader, which read or refuse it as ever. The
+// same layout is written back from views by append_message_view().
 #pragma once
 
 #include "schema/message.capnp.h"
@@ -52,5 +53,12 @@ struct MessageView {
 // Cap'n Proto reads such a frame without an exception, and check_frame() passes it. Fills
 // `view` when one is given.
 bool read_message_view(const Frame& frame, MessageView* view);
+
+// Appends `view` to `out` as one frame in mh's layout, the words Cap'n Proto's builder would
+// write for the same message (read_message_view() reads it back the same), without the
+// builder: for the endpoint, which stamps every message it takes in.
+void append_message_view(const MessageView& view, std::vector<std::byte>& out);
+// How many bytes append_message_view() appends for `view`.
+size_t message_view_bytes(const MessageView& view);
 
 }  // namespace mh::wire

@@ -69,6 +69,8 @@ Socket::Socket(Context& context, const Endpoint& endpoint)
         }
         std::string_view address = attachment.address;
         if (attachment.bind && (address.ends_with(":0") || address.ends_with(":*"))) m_binds_any_port = true;
+        // "tcp://[fd00::2]:7400": ZeroMQ resolves IPv6 only on a socket that allows it.
+        if (address.starts_with("tcp://[")) set_int(m_socket, ZMQ_IPV6, 1, "zmq_setsockopt(ZMQ_IPV6)");
         int rc = attachment.bind ? zmq_bind(m_socket, attachment.address.c_str())
                                  : zmq_connect(m_socket, attachment.address.c_str());
         if (rc != 0) {

@@ -18,6 +18,8 @@ EXAMPLES="$MH_SOURCE/examples"
 col() { awk -F'\t' -v p="$2" -v c="$3" '$1 == p { print $c }' "$1/processes.tsv" 2>/dev/null; }
 # m FILE NAME: a sample's value (0 when absent); NAME with its labels, e.g. mh_dropped_total{reason="late"}.
 m() { awk -v n="$2" '$1 == n { v = $2 } END { print v + 0 }' "$1"; }
+# statuses FILE: the command-status messages the endpoint wrote (every status, summed).
+statuses() { awk '$1 ~ /^mh_endpoint_command_status_total/ { s += $2 } END { print s + 0 }' "$1"; }
 # dropped FILE: every mh_dropped_total sample, summed.
 dropped() { awk '$1 ~ /^mh_dropped_total/ { s += $2 } END { print s + 0 }' "$1"; }
 PROCESSES="ingest check check-_minute minute archive check-_notify notify"
@@ -64,8 +66,8 @@ total=$((readings + cold_readings))
 settled() {
   scrape_all rt1 || return 1
   local d=rt1/m
-  [ "$(m $d/ingest mh_messages_out_total)" -eq $total ] || return 1
-  [ "$(m $d/check mh_messages_in_total)" -eq $total ] || return 1
+  [ "$(m $d/ingest mh_messages_out_total)" -eq $((total + $(statuses $d/ingest))) ] || return 1
+  [ "$(m $d/check mh_messages_in_total)" -eq "$(m $d/ingest mh_messages_out_total)" ] || return 1
   local check_out; check_out=$(m $d/check mh_messages_out_total)
   [ "$(m $d/check-_minute mh_messages_in_total)" -eq "$check_out" ] || return 1
   [ "$(m $d/check-_notify mh_messages_in_total)" -eq "$check_out" ] || return 1
@@ -87,18 +89,21 @@ wait_until 60 settled || fail "the channel did not settle: $(for f in rt1/m/*; d
 begin "every stage: in = out + dropped by reason"
 d=rt1/m
 expect_eq "fleet sent (its final counters)" $readings "$(col rt1 fleet 10)"
-expect_eq "ingest: in = out" "$(m $d/ingest mh_messages_in_total)" "$(m $d/ingest mh_messages_out_total)"
+status_count=$(statuses $d/ingest)
+replies=$(m $d/ingest 'mh_endpoint_command_status_total{status="acknowledged"}')
+expect_eq "ingest: in = readings + the gateways' replies" $((total + replies)) "$(m $d/ingest mh_messages_in_total)"
+expect_eq "ingest: out = readings + command statuses" $((total + status_count)) "$(m $d/ingest mh_messages_out_total)"
 expect_eq "ingest: nothing refused" "" "$(awk '$1 ~ /^mh_endpoint_refused_total/ && $2 != 0' $d/ingest)"
 alerts=$(m $d/check mh_alerts_total)
 [ "$alerts" -gt $cold_readings ] && pass || fail "too few alerts for a telling test: $alerts"
-expect_eq "check: in + alerts = out + dropped" $((total + alerts)) \
+expect_eq "check: in + alerts = out + dropped" $((total + status_count + alerts)) \
   $(($(m $d/check mh_messages_out_total) + $(dropped $d/check)))
 expect_eq "check: dropped nothing" 0 "$(dropped $d/check)"
 for edge in check-_minute check-_notify; do
   expect_eq "$edge: in = out + dropped" "$(m $d/$edge mh_messages_in_total)" \
     $(($(m $d/$edge mh_messages_out_total) + $(dropped $d/$edge)))
 done
-expect_eq "check->minute drops exactly the alerts (filtered)" "$alerts" \
+expect_eq "check->minute drops exactly the alerts and command statuses (filtered)" $((alerts + status_count)) \
   "$(m $d/check-_minute 'mh_dropped_total{reason="filtered"}')"
 expect_eq "check->notify passes exactly the alerts" "$alerts" "$(m $d/check-_notify mh_messages_out_total)"
 expect_eq "minute: dropped nothing (late, malformed)" 0 "$(dropped $d/minute)"
@@ -119,7 +124,7 @@ commands=$(( $(m $d/ingest mh_endpoint_commands_delivered_total) + $(m $d/ingest
 
 begin "the store holds exactly what the endpoint accepted; alerts = the jq oracle"
 mh-store query --db one/archive --format json > stored.jsonl
-jq -c 'select(.kind != "alert" and .kind != "aggregate")' stored.jsonl > accepted.jsonl
+jq -c 'select(.kind == "telemetry")' stored.jsonl > accepted.jsonl
 expect_eq "accepted messages stored" $total "$(wc -l < accepted.jsonl)"
 expect_eq "ids unique" $total "$(jq -r .id accepted.jsonl | sort -u | wc -l)"
 expect_eq "each reading stamped with the gateway that owns its sensor" "" \
@@ -131,6 +136,18 @@ jq -r 'select(.temperature > 8) | .id' accepted.jsonl | sort > want-alerts.txt
 jq -r 'select(.kind == "alert") | .origin_id' stored.jsonl | sort > got-alerts.txt
 expect_files_equal "alerts: one per reading above 8 °C, no other" want-alerts.txt got-alerts.txt
 expect_eq "alerts stored = alerts raised" "$alerts" "$(wc -l < got-alerts.txt)"
+
+begin "every command's fate is in the store: delivered, and acknowledged by the fleet's gateways"
+jq -c 'select(.kind == "command-status")' stored.jsonl > statuses.jsonl
+expect_eq "statuses stored = statuses written" "$status_count" "$(wc -l < statuses.jsonl)"
+expect_eq "one 'delivered' per command mh-notify sent" $((opened + repeated)) \
+  "$(jq -s '[.[] | select(.status == "delivered")] | length' statuses.jsonl)"
+expect_eq "nothing refused, expired or dropped" "" \
+  "$(jq -r 'select(.status != "queued" and .status != "delivered" and .status != "acknowledged") | .status' statuses.jsonl)"
+jq -r 'select(.status == "delivered" and .gateway != "cold-room") | .correlation_id' statuses.jsonl | sort > fleet-delivered.txt
+jq -r 'select(.status == "acknowledged" and .reply.result == "done" and .matched) | .correlation_id' statuses.jsonl | sort > fleet-acked.txt
+[ -s fleet-delivered.txt ] && pass || fail "no command for the fleet's gateways"
+expect_files_equal "each fleet command acknowledged by its gateway (mh-gen --answer-commands)" fleet-delivered.txt fleet-acked.txt
 
 begin "webhook calls = notifications, signed; commands reached the cold room's controller"
 calls=$(wc -l < calls1.jsonl)

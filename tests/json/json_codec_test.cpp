@@ -777,3 +777,38 @@ TEST(JsonSink, SkipsAndCountsFramesItCannotRead) {
 }
 
 }  // namespace
+
+// decode_view() reads as decode() does: the views written back (wire::append_message_view)
+// are the very bytes decode() writes, on the flat path, the DOM path and the reference one,
+// and it refuses what decode() refuses, for the same reason.
+TEST(JsonDecoder, DecodeViewGivesTheBytesDecodeWrites) {
+    const char* lines[] = {
+        R"({"temperature":21.5,"humidity":40,"status":"ok","on":true,"site":"north-field-3"})",
+        R"({"id":"0190a6b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b","time":1764170442123000000,"source":"s-1",)"
+        R"("gateway":"gw","kind":"telemetry","motor":{"rpm":1200,"on":false},"body":"payload"})",
+        R"({"name":"a \"quoted\" \u00e9 text","list":[1,2,3],"nothing":null,"":"empty key","e":""})",
+        R"({"a":1,"a":2,"b":{"c":"x"},"body":{"base64":"AAECAw=="}})",
+        R"({"$barrier":7,"time":5})",
+        R"({})",
+    };
+    for (DecodePath path : {DecodePath::fast, DecodePath::reference}) {
+        JsonDecoder decoder(path), viewer(path);
+        for (const char* line : lines) {
+            std::vector<std::byte> decoded, written;
+            ASSERT_FALSE(decoder.decode(line, decoded)) << line;
+            wire::MessageView view;
+            ASSERT_FALSE(viewer.decode_view(line, view)) << line;
+            wire::append_message_view(view, written);
+            EXPECT_EQ(written, decoded) << line;
+            EXPECT_EQ(wire::message_view_bytes(view), decoded.size()) << line;
+        }
+        for (const char* bad : {"[1,2]", R"({"time":"yesterday"})", R"({"a":1)"}) {
+            std::vector<std::byte> decoded;
+            wire::MessageView view;
+            auto expected = decoder.decode(bad, decoded);
+            auto got = viewer.decode_view(bad, view);
+            ASSERT_TRUE(expected && got) << bad;
+            EXPECT_EQ(*got, *expected);
+        }
+    }
+}

@@ -251,3 +251,20 @@ TEST(manifest, dot_and_text) {
     EXPECT_NE(text.find("hot x2 (handler, on edge-1)"), std::string::npos) << text;
     EXPECT_NE(text.find("from  hot when kind == \"alert\" (tcp from edge-1)"), std::string::npos) << text;
 }
+
+TEST(manifest, an_unclosed_quote_in_run_at_its_line_and_column) {
+    auto one_line = load_text("[channel]\nname = \"x\"\n[stage.a]\nrun = \"mh-gen --bogus 'open\"\ndestination = true\n");
+    ASSERT_EQ(one_line.errors.size(), 1u);
+    EXPECT_TRUE(has_error(one_line, "4:23 ", "this single quote is not closed")) << errors_of(one_line).front();
+    EXPECT_EQ(one_line.errors[0].detail, "mh-gen --bogus 'open\n               ^");
+
+    // In a multi-line string: the line of the quote, its column in that line, that line shown.
+    auto multi_line = load_text("[channel]\nname = \"x\"\n[stage.a]\nrun = \"\"\"mh-gen --rate 1\n"
+                                "   --bogus 'open\"\"\"\ndestination = true\n");
+    ASSERT_EQ(multi_line.errors.size(), 1u);
+    EXPECT_TRUE(has_error(multi_line, "5:12 ", "this single quote is not closed")) << errors_of(multi_line).front();
+    EXPECT_EQ(multi_line.errors[0].detail, "   --bogus 'open\n           ^");
+    auto first_line = load_text("[channel]\nname = \"x\"\n[stage.a]\nrun = \"\"\"mh-gen 'open\n --x\"\"\"\n"
+                                "destination = true\n");
+    EXPECT_TRUE(has_error(first_line, "4:17 ", "this single quote is not closed")) << errors_of(first_line).front();
+}

@@ -45,13 +45,21 @@ int main(int argc, char** argv) {
     up_app->add_option("FILE", up.file, "The manifest")->required();
     up_app->add_option("--runtime-dir", up.runtime_dir,
                        "Sockets and state (default: [defaults] runtime_dir, else $XDG_RUNTIME_DIR/mh-route/NAME or "
-                       "/tmp/mh-route-UID/NAME)");
+                       "/tmp/mh-route-UID/NAME; with --host, /HOST appended)");
+    up_app->add_option("--host", up.host,
+                       "Run only the stages of this host of [hosts]; edges to and from other hosts go over tcp, "
+                       "wired as units does");
+    up_app->add_option("--keys", up.keys,
+                       "With --host: a directory with this host's HOST.key and every host's HOST.pub (mh-route "
+                       "keys): tcp edges use CURVE and refuse any other key")
+        ->needs("--host");
     add_log_level(*up_app, common);
 
     auto* status_app = app.add_subcommand("status", "A table per process of a running channel: state, pid, restarts, "
                                                     "messages in/out per second, totals, dropped, errors");
     status_app->add_option("FILE", status.file, "The manifest")->required();
     status_app->add_option("--runtime-dir", status.runtime_dir, "As given to up");
+    status_app->add_option("--host", status.host, "As given to up");
     status_app->add_option("--interval", status.interval_s, "Seconds between the two readings the rates come from")
         ->capture_default_str()
         ->check(CLI::Range(0.05, 3600.0));
