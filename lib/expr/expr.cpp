@@ -36,30 +36,101 @@ namespace {
 std::string_view view(capnp::Text::Reader text) { return {text.begin(), text.size()}; }
 }  // namespace
 
+void Record::start_binding() {
+    const auto& names = m_symbols.names();
+    size_t slots = names.size();
+    if (m_slots.size() != slots) {  // symbols added after construction: size once
+        m_slots.assign(slots, Slot{});
+        m_override.resize(slots);
+        m_override_text.resize(slots);
+        m_names.clear();
+        for (const auto& name : names) {
+            Name words{name.size(), 0, 0};
+            std::memcpy(&words.head, name.data(), std::min<size_t>(name.size(), 8));
+            if (name.size() > 8 && name.size() <= 16)
+                std::memcpy(&words.tail, name.data() + name.size() - 8, 8);
+            m_names.push_back(words);
+        }
+        m_generation = 0;
+    }
+    if (++m_generation == 0) {  // wrapped: stamps of 4 billion messages ago look current
+        std::fill(m_slots.begin(), m_slots.end(), Slot{});
+        m_generation = 1;
+    }
+}
+
 void Record::bind(schema::Message::Reader message, int64_t now_ns) {
     m_message = message;
+    m_view = nullptr;
     m_now_ns = now_ns;
-    size_t slots = m_symbols.names().size();
-    if (m_index.size() != slots) {  // symbols added after construction: size once
-        m_index.resize(slots);
-        m_override.resize(slots);
-        m_set.resize(slots);
-        m_override_text.resize(slots);
-    }
-    std::fill(m_index.begin(), m_index.end(), -1);
-    std::fill(m_set.begin(), m_set.end(), 0);
-    if (slots == 0) return;
+    start_binding();
+    if (m_slots.empty()) return;
     auto fields = message.getFields();
     for (uint32_t i = 0; i < fields.size(); ++i) {
-        if (auto slot = m_symbols.find(view(fields[i].getName())))
-            if (m_index[*slot] < 0) m_index[*slot] = static_cast<int32_t>(i);  // the first wins
+        if (auto slot = m_symbols.find(view(fields[i].getName()))) {
+            Slot& state = m_slots[*slot];
+            if (state.found != m_generation) {  // the first wins
+                state.found = m_generation;
+                state.index = static_cast<int32_t>(i);
+            }
+        }
+    }
+}
+
+void Record::bind(schema::Message::Reader message, const wire::MessageView& view, int64_t now_ns) {
+    m_message = message;
+    m_view = &view;
+    m_now_ns = now_ns;
+    start_binding();
+    size_t slots = m_slots.size();
+    if (slots == 0) return;
+    const auto& fields = view.fields;
+    for (size_t i = 0; i < fields.size(); ++i) {
+        std::string_view name = fields[i].name;
+        size_t size = name.size();
+        // A name in a frame lies in whole words: the 8 bytes at its start are readable, and
+        // for a name of 8 bytes or more so are the 8 before its end. (An empty one may be a
+        // view of a constant "": not read.)
+        uint64_t head = 0;
+        if (size > 0) std::memcpy(&head, name.data(), 8);
+        if (size < 8) head &= (uint64_t{1} << (8 * size)) - 1;
+        for (size_t slot = 0; slot < slots; ++slot) {
+            const Name& symbol = m_names[slot];
+            if (symbol.size != size || symbol.head != head) continue;
+            if (size > 16) {
+                if (std::memcmp(name.data() + 8, m_symbols.names()[slot].data() + 8, size - 8) != 0)
+                    continue;
+            } else if (size > 8) {
+                uint64_t tail;
+                std::memcpy(&tail, name.data() + size - 8, 8);
+                if (tail != symbol.tail) continue;
+            }
+            Slot& state = m_slots[slot];
+            if (state.found != m_generation) {  // the first wins
+                state.found = m_generation;
+                state.index = static_cast<int32_t>(i);
+            }
+            break;
+        }
     }
 }
 
 Value Record::field(uint32_t slot) const {
-    if (m_set[slot]) return m_override[slot];
-    int32_t index = m_index[slot];
-    if (index < 0) return Value::missing();
+    const Slot& state = m_slots[slot];
+    if (state.set == m_generation) return m_override[slot];
+    if (state.found != m_generation) return Value::missing();
+    int32_t index = state.index;
+    if (m_view) {
+        const wire::FieldView& field = m_view->fields[static_cast<size_t>(index)];
+        switch (field.which) {
+            case schema::Field::Value::FLOAT: return Value::of_float(field.float_value);
+            case schema::Field::Value::INT: return Value::of_int(field.int_value);
+            case schema::Field::Value::TEXT:
+            case schema::Field::Value::JSON: return Value::of_text(field.text);
+            case schema::Field::Value::BOOL: return Value::of_bool(field.bool_value);
+        }
+        return Value::missing();
+    }
     auto value = m_message.getFields()[static_cast<uint32_t>(index)].getValue();
     switch (value.which()) {
         case schema::Field::Value::FLOAT: return Value::of_float(value.getFloat());
@@ -78,7 +149,7 @@ void Record::set(uint32_t slot, const Value& value) {
         stored.text = m_override_text[slot];
     }
     m_override[slot] = stored;
-    m_set[slot] = 1;
+    m_slots[slot].set = m_generation;
 }
 
 char* Scratch::reserve(size_t bytes) {
@@ -261,6 +332,27 @@ Value Program::arithmetic(Op op, const Value& x, const Value& y, Scratch& scratc
 }
 
 Value Program::header(Op op, const Record& record, Scratch& scratch) const {
+    if (const wire::MessageView* view = record.message_view()) {
+        auto text_or_missing = [](std::string_view t) {
+            return t.size() ? Value::of_text(t) : Value::missing();
+        };
+        switch (op) {
+            case Op::time: return view->time ? Value::of_int(view->time) : Value::missing();
+            case Op::ingested:
+                return view->ingested ? Value::of_int(view->ingested) : Value::missing();
+            case Op::source: return text_or_missing(view->source);
+            case Op::gateway: return text_or_missing(view->gateway);
+            case Op::kind: return text_or_missing(view->kind);
+            case Op::body: return text_or_missing(view->body);
+            case Op::id: {
+                if (view->id.empty()) return Value::missing();
+                char* p = scratch.reserve(view->id.size() * 2 + 4);
+                char* end = format_id({reinterpret_cast<const uint8_t*>(view->id.data()), view->id.size()}, p);
+                return Value::of_text(scratch.commit(static_cast<size_t>(end - p)));
+            }
+            default: return Value::missing();
+        }
+    }
     auto message = record.message();
     auto text_or_missing = [](capnp::Text::Reader t) {
         return t.size() ? Value::of_text(view(t)) : Value::missing();

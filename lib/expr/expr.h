@@ -14,6 +14,7 @@
 #pragma once
 
 #include "schema/message.capnp.h"
+#include "wire/message_view.h"
 
 #include <cstdint>
 #include <memory>
@@ -68,25 +69,50 @@ public:
     // Binds the record to a message: one pass over its fields. `now_ns` is what now()
     // returns for this message (a controlled clock in tests and replays).
     void bind(schema::Message::Reader message, int64_t now_ns);
+    // The same for a frame read_message_view() took: the fields and the header are read
+    // from `view` (plain values, no Cap'n Proto reader per access); `message` is the same
+    // frame, for callers that build from it. Both must stay valid while the record is used.
+    void bind(schema::Message::Reader message, const wire::MessageView& view, int64_t now_ns);
 
     schema::Message::Reader message() const { return m_message; }
+    const wire::MessageView* message_view() const { return m_view; }  // when bound to a view
     int64_t now_ns() const { return m_now_ns; }
     Value field(uint32_t slot) const;
     // Index into message().getFields() of the field in `slot`, or -1.
-    int32_t field_index(uint32_t slot) const { return m_index[slot]; }
+    int32_t field_index(uint32_t slot) const {
+        return m_slots[slot].found == m_generation ? m_slots[slot].index : -1;
+    }
 
     // Makes `slot` read `value` for the rest of this message (a computed field). Text is
     // copied into the record's own storage.
     void set(uint32_t slot, const Value& value);
-    bool is_set(uint32_t slot) const { return m_set[slot]; }
+    bool is_set(uint32_t slot) const { return m_slots[slot].set == m_generation; }
 
 private:
+    void start_binding();
+
+    // Per slot, what this message has: a slot's field index and override count only when
+    // stamped with the current generation, so that a new message clears nothing.
+    struct Slot {
+        uint32_t found = 0;  // generation in which `index` was found
+        int32_t index = -1;
+        uint32_t set = 0;  // generation in which set() gave the slot a value
+    };
+    // A symbol's name as words, for matching names in a frame without a call to memcmp.
+    struct Name {
+        size_t size;
+        uint64_t head;  // the first 8 bytes (zero past the end)
+        uint64_t tail;  // the last 8 bytes, when 8 < size <= 16
+    };
+
     const Symbols& m_symbols;
     schema::Message::Reader m_message;
+    const wire::MessageView* m_view = nullptr;
     int64_t m_now_ns = 0;
-    std::vector<int32_t> m_index;
+    uint32_t m_generation = 0;
+    std::vector<Slot> m_slots;
+    std::vector<Name> m_names;
     std::vector<Value> m_override;
-    std::vector<char> m_set;
     std::vector<std::string> m_override_text;
 };
 

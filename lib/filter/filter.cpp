@@ -295,7 +295,7 @@ Filter::Filter(const FilterRules& rules, const wire::FrameLimits& limits, Log& l
 Filter::~Filter() = default;
 
 Decision Filter::process(const wire::Frame& frame, int64_t now_ns) {
-    std::optional<std::string> garbled = m_opener.open(frame);
+    std::optional<std::string> garbled = m_opener.open(frame, m_view);
     if (!garbled) {
         try {
             return decide(frame, m_opener.message(), now_ns);
@@ -310,7 +310,8 @@ Decision Filter::process(const wire::Frame& frame, int64_t now_ns) {
 
 Decision Filter::decide(const wire::Frame& frame, schema::Message::Reader message, int64_t now_ns) {
     ++m_stats.messages;
-    if (message.getControl().isBarrier()) {
+    const wire::MessageView* view = m_opener.own_layout() ? &m_view : nullptr;
+    if (view ? view->barrier : message.getControl().isBarrier()) {
         ++m_stats.barriers;
         return {Verdict::barrier, frame, {}};
     }
@@ -319,7 +320,12 @@ Decision Filter::decide(const wire::Frame& frame, schema::Message::Reader messag
         if (auto verdict = dedup_and_sample(message.getId())) return {*verdict, frame, {}};
     }
 
-    if (m_needs_record) m_record->bind(message, now_ns);
+    if (m_needs_record) {
+        if (view)
+            m_record->bind(message, *view, now_ns);
+        else
+            m_record->bind(message, now_ns);
+    }
     if (m_expression) {
         m_scratch.reset();
         if (m_expression->holds(*m_record, m_scratch) == m_invert) {

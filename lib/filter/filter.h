@@ -155,6 +155,7 @@ class Filter {
 
     Log& m_log;
     wire::FrameOpener m_opener;
+    wire::MessageView m_view;  // the frame just opened, when in mh's own layout
     std::string m_garbled_reason;
     expr::Symbols m_symbols;
     std::optional<expr::Expression> m_expression;

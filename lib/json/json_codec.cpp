@@ -359,28 +359,27 @@ constexpr double k_float_powers_of_ten[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1
 // same double is the shortest form, and the only one of that length: within 15 digits,
 // neighbouring decimals are several ulps apart. m / 10^k with both exact is one correctly
 // rounded division, which is what reading the decimal back gives. False: fmt's turn.
-bool append_short_float(std::string& out, double value) {
-    char buffer[32];
-    char* p = buffer;
+// Writes at `out` (room for 32 chars) and returns the end, or null when fmt must decide.
+char* write_short_float(char* out, double value) {
+    char* p = out;
     if (std::signbit(value)) *p++ = '-';
     double magnitude = std::fabs(value);
     if (magnitude == 0) {
         std::memcpy(p, "0.0", 3);
-        out.append(buffer, static_cast<size_t>(p + 3 - buffer));
-        return true;
+        return p + 3;
     }
-    if (!(magnitude >= 1e-3 && magnitude < 1e15)) return false;  // NaN too
+    if (!(magnitude >= 1e-3 && magnitude < 1e15)) return nullptr;  // NaN too
     for (size_t k = 0; k < std::size(k_float_powers_of_ten); ++k) {
         double scaled = magnitude * k_float_powers_of_ten[k];
-        if (scaled >= 1e15) return false;
+        if (scaled >= 1e15) return nullptr;
         // The nearest integer: when k digits fit, scaled is within 0.25 of it (the product
         // errs by far less than that below 10^15); a wrong candidate fails the check anyway.
         auto digits = static_cast<uint64_t>(scaled + 0.5);
         if (static_cast<double>(digits) / k_float_powers_of_ten[k] != magnitude) continue;
         // A trailing zero would mean a shorter form was missed: fmt decides.
-        if (k > 0 && digits % 10 == 0) return false;
+        if (k > 0 && digits % 10 == 0) return nullptr;
         auto unit = static_cast<uint64_t>(k_float_powers_of_ten[k]);
-        p = std::to_chars(p, buffer + sizeof(buffer), digits / unit).ptr;
+        p = std::to_chars(p, out + 32, digits / unit).ptr;
         *p++ = '.';
         if (k == 0) {
             *p++ = '0';
@@ -389,21 +388,26 @@ bool append_short_float(std::string& out, double value) {
             for (size_t i = k; i-- > 0; fraction /= 10) p[i] = static_cast<char>('0' + fraction % 10);
             p += k;
         }
-        out.append(buffer, static_cast<size_t>(p - buffer));
-        return true;
+        return p;
     }
-    return false;
+    return nullptr;
 }
 }  // namespace
 
-void append_float(std::string& out, double value) {
-    if (append_short_float(out, value)) return;
-    char buffer[32];
-    char* end = fmt::format_to(buffer, "{}", value);
-    out.append(buffer, static_cast<size_t>(end - buffer));
+char* write_float(char* out, double value) {
+    if (char* end = write_short_float(out, value)) return end;
+    char* end = fmt::format_to(out, "{}", value);
     // "21" would read back as an integer.
-    if (std::find_if(buffer, end, [](char c) { return c == '.' || c == 'e' || c == 'n'; }) == end)
-        out += ".0";
+    if (std::find_if(out, end, [](char c) { return c == '.' || c == 'e' || c == 'n'; }) == end) {
+        std::memcpy(end, ".0", 2);
+        end += 2;
+    }
+    return end;
+}
+
+void append_float(std::string& out, double value) {
+    char buffer[k_float_chars];
+    out.append(buffer, static_cast<size_t>(write_float(buffer, value) - buffer));
 }
 
 void append_base64(std::string& out, std::span<const std::byte> bytes) {
@@ -1722,6 +1726,11 @@ struct JsonEncoder::Impl {
     bool nestable(std::string_view name, size_t value_depth) const;
     int32_t add_node(int32_t parent, std::string_view key, int32_t field);
     bool is_valid_json(std::string_view text);
+
+    // encode() for the common message, written in one piece: see encode_plain().
+    std::vector<char> m_plain;
+    bool encode_plain(const Flat& message, std::string& out);
+    char* write_time(char* p, int64_t ns) const;
 };
 
 JsonEncoder::JsonEncoder(TimeFormat time_format) : m_impl(std::make_unique<Impl>()) {
@@ -1736,7 +1745,110 @@ void JsonEncoder::encode(schema::Message::Reader message, std::string& out) {
 
 bool JsonEncoder::encode_frame(const wire::Frame& frame, std::string& out) {
     if (!wire::read_message_view(frame, &m_impl->m_flat)) return false;
-    m_impl->encode(m_impl->m_flat, out);
+    // The reader's way (encode(message)) keeps the general writer alone: the fuzzer checks
+    // that this one writes what that one writes.
+    if (!m_impl->encode_plain(m_impl->m_flat, out)) m_impl->encode(m_impl->m_flat, out);
+    return true;
+}
+
+namespace {
+// `text` in quotes when it needs no escaping: ASCII without quotes, backslashes or
+// controls, as source, gateway, kind and field names mostly are. Null when it needs more.
+inline char* write_plain_string(char* p, std::string_view text) {
+    for (char c : text)
+        if (k_special[static_cast<unsigned char>(c)]) return nullptr;
+    *p++ = '"';
+    std::memcpy(p, text.data(), text.size());
+    p += text.size();
+    *p++ = '"';
+    return p;
+}
+}  // namespace
+
+char* JsonEncoder::Impl::write_time(char* p, int64_t ns) const {
+    if (m_time_format == TimeFormat::nanoseconds) return std::to_chars(p, p + 24, ns).ptr;
+    *p++ = '"';
+    p = format_rfc3339(ns, p);
+    *p++ = '"';
+    return p;
+}
+
+// What encode() writes, for a message without a body, without dotted names (no nesting)
+// or json fields, and with texts that need no escaping: written at a pointer into a buffer
+// sized for the worst case, and appended to `out` at once. False, with `out` untouched,
+// for any other message: encode() writes it.
+bool JsonEncoder::Impl::encode_plain(const Flat& message, std::string& out) {
+    if (message.barrier || !message.body.empty() || (!message.id.empty() && message.id.size() != 16))
+        return false;
+    constexpr size_t k_time_chars = k_rfc3339_max_chars + 2;
+    size_t bound = 128 + 2 * k_time_chars + message.source.size() + message.gateway.size() +
+                   message.kind.size();
+    for (const auto& field : message.fields) {
+        if (field.which == FieldValue::JSON ||
+            std::memchr(field.name.data(), '.', field.name.size()) != nullptr)
+            return false;
+        bound += field.name.size() + 4 + json::k_float_chars + field.text.size();
+    }
+    if (m_plain.size() < bound) m_plain.resize(bound);
+    char* start = m_plain.data();
+    char* p = start;
+    bool first = true;
+    auto key = [&](std::string_view text) {  // ",\"name\":", the comma unless first
+        if (first) text.remove_prefix(1);
+        first = false;
+        std::memcpy(p, text.data(), text.size());
+        p += text.size();
+    };
+    *p++ = '{';
+    if (!message.id.empty()) {
+        key(",\"id\":");
+        *p++ = '"';
+        p = format_id(std::span(reinterpret_cast<const uint8_t*>(message.id.data()), 16), p);
+        *p++ = '"';
+    }
+    if (message.time) {
+        key(",\"time\":");
+        p = write_time(p, message.time);
+    }
+    if (message.ingested) {
+        key(",\"ingested\":");
+        p = write_time(p, message.ingested);
+    }
+    for (auto [name, text] : {std::pair<std::string_view, std::string_view>{",\"source\":", message.source},
+                              {",\"gateway\":", message.gateway},
+                              {",\"kind\":", message.kind}}) {
+        if (text.empty()) continue;
+        key(name);
+        if (!(p = write_plain_string(p, text))) return false;
+    }
+    for (const auto& field : message.fields) {
+        if (!first) *p++ = ',';
+        first = false;
+        if (!(p = write_plain_string(p, field.name))) return false;
+        *p++ = ':';
+        switch (field.which) {
+            case FieldValue::FLOAT:
+                if (std::isfinite(field.float_value)) {
+                    p = json::write_float(p, field.float_value);
+                } else {
+                    std::memcpy(p, "null", 4);
+                    p += 4;
+                }
+                break;
+            case FieldValue::INT: p = std::to_chars(p, p + 24, field.int_value).ptr; break;
+            case FieldValue::TEXT:
+                if (!(p = write_plain_string(p, field.text))) return false;
+                break;
+            case FieldValue::BOOL:
+                std::memcpy(p, field.bool_value ? "true" : "false", field.bool_value ? 4 : 5);
+                p += field.bool_value ? 4 : 5;
+                break;
+            default: return false;
+        }
+    }
+    *p++ = '}';
+    *p++ = '\n';
+    out.append(start, static_cast<size_t>(p - start));
     return true;
 }
 

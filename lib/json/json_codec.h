@@ -173,6 +173,9 @@ void append_string(std::string& out, std::string_view text, NonAscii non_ascii =
 // The shortest text that reads back as the same double, always with a '.' or an exponent
 // ("21.0", "1e+300"); NaN and infinities have no JSON form and are the caller's to handle.
 void append_float(std::string& out, double value);
+// The same text written at `out`, which has room for k_float_chars; returns its end.
+constexpr size_t k_float_chars = 40;
+char* write_float(char* out, double value);
 
 // Standard base64 with padding.
 void append_base64(std::string& out, std::span<const std::byte> bytes);

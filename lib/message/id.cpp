@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace mh {
 
 IdGenerator::IdGenerator(uint64_t seed) : m_state(seed) {}
@@ -33,7 +37,40 @@ MessageId IdGenerator::next(int64_t unix_ns) {
     return id;
 }
 
+#if defined(__SSE2__)
+namespace {
+// Eight bytes -> their sixteen lower-case hex digits, with one set of vector operations.
+inline void hex_of_8(const uint8_t* bytes, char* out) {
+    __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes));
+    __m128i high = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f));
+    __m128i low = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+    __m128i nibbles = _mm_unpacklo_epi8(high, low);  // h0 l0 h1 l1 ...
+    // '0' + n, and 'a' - '0' - 10 more above 9.
+    __m128i letters = _mm_and_si128(_mm_cmpgt_epi8(nibbles, _mm_set1_epi8(9)), _mm_set1_epi8(39));
+    __m128i text = _mm_add_epi8(_mm_add_epi8(nibbles, _mm_set1_epi8('0')), letters);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), text);
+}
+}  // namespace
+#endif
+
 char* format_id(std::span<const uint8_t> id, char* out) {
+#if defined(__SSE2__)
+    if (id.size() == 16) {  // an mh id: the dashed 8-4-4-4-12 form
+        char hex[32];
+        hex_of_8(id.data(), hex);
+        hex_of_8(id.data() + 8, hex + 16);
+        std::memcpy(out, hex, 8);
+        out[8] = '-';
+        std::memcpy(out + 9, hex + 8, 4);
+        out[13] = '-';
+        std::memcpy(out + 14, hex + 12, 4);
+        out[18] = '-';
+        std::memcpy(out + 19, hex + 16, 4);
+        out[23] = '-';
+        std::memcpy(out + 24, hex + 20, 12);
+        return out + 36;
+    }
+#endif
     static constexpr char k_hex[] = "0123456789abcdef";
     for (size_t i = 0; i < id.size(); ++i) {
         if (id.size() == 16 && (i == 4 || i == 6 || i == 8 || i == 10)) *out++ = '-';
@@ -56,7 +93,58 @@ constexpr std::array<uint8_t, 256> k_hex_values = [] {
 }();
 }  // namespace
 
+#if defined(__SSE2__)
+namespace {
+// Sixteen hex digits (either case) -> eight bytes; false when any is not a hex digit.
+inline bool bytes_of_16(const char* text, uint8_t* out) {
+    __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text));
+    // x <= limit, unsigned: min(x, limit) == x.
+    auto at_most = [](__m128i x, char limit) {
+        return _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(limit)), x);
+    };
+    __m128i digit = _mm_sub_epi8(c, _mm_set1_epi8('0'));
+    __m128i is_digit = at_most(digit, 9);
+    // Setting 0x20 lowers A-F to a-f, and maps no other byte into a-f.
+    __m128i letter = _mm_sub_epi8(_mm_or_si128(c, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
+    __m128i is_letter = at_most(letter, 5);
+    if (_mm_movemask_epi8(_mm_or_si128(is_digit, is_letter)) != 0xffff) return false;
+    __m128i value = _mm_or_si128(_mm_and_si128(is_digit, digit),
+                                 _mm_and_si128(is_letter, _mm_add_epi8(letter, _mm_set1_epi8(10))));
+    // Pairs as 16-bit lanes, the first digit in the low byte: (first << 4) | second.
+    __m128i pairs = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(value, _mm_set1_epi16(0x00ff)), 4),
+                                 _mm_srli_epi16(value, 8));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(pairs, pairs));
+    return true;
+}
+}  // namespace
+#endif
+
 std::optional<MessageId> parse_id(std::string_view text) {
+#if defined(__SSE2__)
+    MessageId id;
+    if (text.size() == k_id_text_chars) {
+        if (text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') return std::nullopt;
+        char hex[32];
+        std::memcpy(hex, text.data(), 8);
+        std::memcpy(hex + 8, text.data() + 9, 4);
+        std::memcpy(hex + 12, text.data() + 14, 4);
+        std::memcpy(hex + 16, text.data() + 19, 4);
+        std::memcpy(hex + 20, text.data() + 24, 12);
+        if (!bytes_of_16(hex, id.data()) || !bytes_of_16(hex + 16, id.data() + 8)) return std::nullopt;
+        return id;
+    }
+    if (text.size() == 32) {
+        if (!bytes_of_16(text.data(), id.data()) || !bytes_of_16(text.data() + 16, id.data() + 8))
+            return std::nullopt;
+        return id;
+    }
+    return std::nullopt;
+#else
+    return parse_id_portable(text);
+#endif
+}
+
+std::optional<MessageId> parse_id_portable(std::string_view text) {
     // Where each byte's two hex digits start: the dashed 8-4-4-4-12 form or 32 plain digits.
     static constexpr std::array<uint8_t, 16> k_dashed = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
     static constexpr std::array<uint8_t, 16> k_plain = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};

@@ -132,14 +132,20 @@ Layout check_layout(const Frame& frame, const capnp::ReaderOptions& options, con
 FrameOpener::FrameOpener(const FrameLimits& limits)
     : m_options(reader_options(limits)), m_max_frame_bytes(limits.max_frame_bytes) {}
 
-std::optional<std::string> FrameOpener::open(const Frame& frame) {
+std::optional<std::string> FrameOpener::open(const Frame& frame) { return open(frame, nullptr); }
+
+std::optional<std::string> FrameOpener::open(const Frame& frame, MessageView& view) {
+    return open(frame, &view);
+}
+
+std::optional<std::string> FrameOpener::open(const Frame& frame, MessageView* view) {
     m_checked.reset();
     m_own_layout = false;
     const char* reason = nullptr;
     try {
         // mh's own layout is recognised by a cheaper pass than the general walk; within the
         // frame limit, so that the traversal limit could not have refused it either.
-        m_own_layout = frame.byte_count() <= m_max_frame_bytes && read_message_view(frame, nullptr);
+        m_own_layout = frame.byte_count() <= m_max_frame_bytes && read_message_view(frame, view);
         Layout layout = m_own_layout ? Layout::sound : check_layout(frame, m_options, &reason);
         switch (layout) {
             case Layout::sound:

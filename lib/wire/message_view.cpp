@@ -15,11 +15,13 @@ static_assert(schema::Barrier::_capnpPrivate::dataWordSize == k_barrier_data_wor
 
 namespace {
 
-// The words of one segment, with a budget of words that objects may take up in all.
+// The words of one segment. Objects may take up no more words than the segment in all
+// (what a traversal limit of the segment's size allows): their sizes add up in m_used,
+// judged once at the end by within_budget(); each object is bounds-checked as it is met.
 class SegmentWords {
 public:
     SegmentWords(const capnp::word* words, size_t count)
-        : m_words(reinterpret_cast<const std::byte*>(words)), m_count(count), m_budget(count) {}
+        : m_words(reinterpret_cast<const std::byte*>(words)), m_count(count) {}
 
     uint64_t word(uint64_t at) const {
         uint64_t value;
@@ -33,13 +35,12 @@ public:
     }
     // Where the (struct or list) pointer in word `at` points, for an object of `words`.
     bool target(uint64_t at, uint64_t pointer, uint64_t words, uint64_t& start) {
-        int64_t offset = static_cast<int32_t>(static_cast<uint32_t>(pointer)) >> 2;
-        int64_t first = static_cast<int64_t>(at) + 1 + offset;
-        if (first < 0 || static_cast<uint64_t>(first) > m_count ||
-            words > m_count - static_cast<uint64_t>(first) || words > m_budget)
-            return false;
-        m_budget -= words;
-        start = static_cast<uint64_t>(first);
+        // The offset is a signed 30-bit count of words; at + 1 + offset, kept unsigned: a
+        // target before the segment wraps to a huge value and fails the bound as well.
+        uint64_t first = at + 1 + static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(pointer)) >> 2);
+        if (first > m_count || words > m_count - first) return false;
+        m_used += words;
+        start = first;
         return true;
     }
     // A struct pointer in word `at` to exactly `data` words and `pointers` pointers.
@@ -57,7 +58,8 @@ public:
         }
         uint64_t count = pointer >> 35;
         uint64_t start;
-        if ((pointer & 3) != 1 || (pointer >> 32 & 7) != k_byte_elements ||
+        // A list pointer (kind 1) of bytes (element size 2).
+        if ((pointer & 0x700000003) != (k_byte_elements << 32 | 1) ||
             !target(at, pointer, (count + 7) / 8, start))
             return false;
         auto* data = reinterpret_cast<const char*>(m_words + start * 8);
@@ -68,11 +70,12 @@ public:
         out = {count ? data : "", count};
         return true;
     }
+    bool within_budget() const { return m_used <= m_count; }
 
 private:
     const std::byte* m_words;
     uint64_t m_count;
-    uint64_t m_budget;
+    uint64_t m_used = 0;
 };
 
 }  // namespace
@@ -91,7 +94,9 @@ bool read_message_view(const Frame& frame, MessageView* view) {
         for (uint64_t slot = 0; slot < k_barrier; ++slot)
             if (words.word(pointers + slot) != 0) return false;
         uint64_t barrier;
-        if (!words.structure(pointers + k_barrier, k_barrier_data_words, 0, barrier)) return false;
+        if (!words.structure(pointers + k_barrier, k_barrier_data_words, 0, barrier) ||
+            !words.within_budget())
+            return false;
         if (view) {
             view->fields.clear();
             view->barrier = true;
@@ -109,7 +114,6 @@ bool read_message_view(const Frame& frame, MessageView* view) {
         !words.bytes(pointers + k_kind, true, kind) || !words.bytes(pointers + k_body, false, body))
         return false;
     if (view) {
-        view->fields.clear();
         view->barrier = false;
         view->time = static_cast<int64_t>(words.word(message));
         view->ingested = static_cast<int64_t>(words.word(message + 1));
@@ -120,10 +124,13 @@ bool read_message_view(const Frame& frame, MessageView* view) {
         view->body = body;
     }
     uint64_t list = words.word(pointers + k_fields);
-    if (list == 0) return true;
+    if (list == 0) {
+        if (view) view->fields.clear();
+        return words.within_budget();
+    }
     constexpr uint64_t k_field_words = k_field_data_words + k_field_pointers;
     uint64_t list_words = list >> 35, start;
-    if ((list & 3) != 1 || (list >> 32 & 7) != k_composite_elements ||
+    if ((list & 0x700000003) != (k_composite_elements << 32 | 1) ||
         !words.target(pointers + k_fields, list, list_words + 1, start))
         return false;
     // The tag word: shaped like a struct pointer whose offset is the element count.
@@ -132,29 +139,42 @@ bool read_message_view(const Frame& frame, MessageView* view) {
     if ((tag & 3) != 0 || tag >> 32 != (k_field_data_words | k_field_pointers << 16) ||
         count * k_field_words != list_words)
         return false;
+    // Sized once (a stream's messages mostly have as many fields as the last), then filled.
     FieldView local;
+    FieldView* out = &local;
+    if (view) {
+        view->fields.resize(count);
+        out = view->fields.data();
+    }
     for (uint64_t i = 0; i < count; ++i) {
-        FieldView& field = view ? view->fields.emplace_back() : local;
+        FieldView& field = *out;
+        if (view) ++out;
         uint64_t element = start + 1 + i * k_field_words;
         uint64_t name = element + k_field_data_words;
         if (!words.bytes(name, true, field.name)) return false;
         field.which = static_cast<schema::Field::Value::Which>(words.tag(element, k_field_tag_byte));
         uint64_t value = words.word(element);
         switch (field.which) {
-            case schema::Field::Value::FLOAT: std::memcpy(&field.float_value, &value, 8); break;
-            case schema::Field::Value::INT: field.int_value = static_cast<int64_t>(value); break;
-            case schema::Field::Value::BOOL: field.bool_value = value & 1; break;
+            case schema::Field::Value::FLOAT:
+                std::memcpy(&field.float_value, &value, 8);
+                if (words.word(name + 1) != 0) return false;
+                break;
+            case schema::Field::Value::INT:
+                field.int_value = static_cast<int64_t>(value);
+                if (words.word(name + 1) != 0) return false;
+                break;
+            case schema::Field::Value::BOOL:
+                field.bool_value = value & 1;
+                if (words.word(name + 1) != 0) return false;
+                break;
             case schema::Field::Value::TEXT:
             case schema::Field::Value::JSON:
                 if (!words.bytes(name + 1, true, field.text)) return false;
                 break;
             default: return false;
         }
-        if (field.which != schema::Field::Value::TEXT && field.which != schema::Field::Value::JSON &&
-            words.word(name + 1) != 0)
-            return false;
     }
-    return true;
+    return words.within_budget();
 }
 
 namespace {

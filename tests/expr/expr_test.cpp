@@ -4,6 +4,7 @@
 #include "expr/glob.h"
 
 #include <capnp/message.h>
+#include <capnp/serialize.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -49,7 +50,32 @@ protected:
         }
         m_expressions.push_back(std::move(std::get<Expression>(compiled)));
         m_record.bind(m_builder.getRoot<mh::schema::Message>().asReader(), k_now);
-        return m_expressions.back().evaluate(m_record, m_scratch);
+        Value value = m_expressions.back().evaluate(m_record, m_scratch);
+        // The same message as a frame in mh's own layout, bound by its view (mh-filter's
+        // way), must give the same value.
+        auto words = capnp::messageToFlatArray(m_builder);
+        mh::wire::Frame frame{words.begin(), words.size()};
+        mh::wire::MessageView view;
+        EXPECT_TRUE(mh::wire::read_message_view(frame, &view));
+        auto reader = capnp::readMessageUnchecked<mh::schema::Message>(words.begin() + 1);
+        Record by_view(m_symbols);
+        Scratch scratch;
+        by_view.bind(reader, view, k_now);
+        Value other = m_expressions.back().evaluate(by_view, scratch);
+        EXPECT_TRUE(same(value, other)) << text << ": " << to_string(value) << " by the reader, "
+                                        << to_string(other) << " by the view";
+        return value;
+    }
+    static bool same(const Value& a, const Value& b) {
+        if (a.type != b.type) return false;
+        switch (a.type) {
+            case Type::missing: return true;
+            case Type::boolean: return a.boolean == b.boolean;
+            case Type::integer: return a.integer == b.integer;
+            case Type::floating: return a.floating == b.floating || (std::isnan(a.floating) && std::isnan(b.floating));
+            case Type::text: return a.text == b.text;
+        }
+        return false;
     }
     bool holds(std::string_view text) { return eval(text).is_true(); }
 

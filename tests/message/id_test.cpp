@@ -60,3 +60,34 @@ TEST(IdText, RejectsWhatIsNotAnId) {
     EXPECT_FALSE(mh::parse_id("01234567-89ab-cdef-0123-456789abcdef0"));
     EXPECT_FALSE(mh::parse_id("01234567+89ab-cdef-0123-456789abcdef"));
 }
+
+TEST(IdText, FastPathsAgreeWithTheTableForEveryByteInEveryPlace) {
+    // parse_id's vector path against the table lookup, and format_id against the plain
+    // nibble-by-nibble form, for ids whose bytes cover every value, and for texts with each
+    // byte value put in each place of a dashed and a plain id.
+    mh::MessageId id;
+    for (int round = 0; round < 16; ++round) {
+        for (int i = 0; i < 16; ++i) id[i] = static_cast<uint8_t>(round * 16 + i * 17 + round);
+        std::string dashed = text(id);
+        std::string expected;
+        for (int i = 0; i < 16; ++i) {
+            if (i == 4 || i == 6 || i == 8 || i == 10) expected += '-';
+            expected += "0123456789abcdef"[id[i] >> 4];
+            expected += "0123456789abcdef"[id[i] & 0xf];
+        }
+        ASSERT_EQ(dashed, expected);
+        EXPECT_EQ(mh::parse_id(dashed), id);
+    }
+    std::string dashed = "0123abcd-EF45-6789-aBcD-ef0123456789";
+    std::string plain = "0123abcdEF456789aBcDef0123456789";
+    for (std::string text : {dashed, plain}) {
+        for (size_t place = 0; place < text.size(); ++place) {
+            for (int byte = 0; byte < 256; ++byte) {
+                std::string changed = text;
+                changed[place] = static_cast<char>(byte);
+                ASSERT_EQ(mh::parse_id(changed), mh::parse_id_portable(changed))
+                    << changed << " (byte " << byte << " at " << place << ")";
+            }
+        }
+    }
+}
