@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 #include <poll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -18,6 +20,62 @@ FdInput::FdInput(int fd, const StopFlag* stop, size_t buffer_bytes)
       m_buffer(new capnp::word[(buffer_bytes + k_read_padding_bytes) / sizeof(capnp::word)]()),
       m_capacity(buffer_bytes) {
     enlarge_pipe(fd);  // the reader's end may be the first to see the pipe
+    map_file();
+}
+
+FdInput::~FdInput() { unmap(); }
+
+namespace {
+// Smaller files are read: the mapping's set-up would cost more than the copies it saves.
+constexpr size_t k_min_mapped_bytes = 2 * k_read_buffer_bytes;
+}  // namespace
+
+void FdInput::map_file() {
+    struct stat st {};
+    if (::fstat(m_fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
+    // Only from the start: the mapping starts at a page, and frames must stay word aligned.
+    if (::lseek(m_fd, 0, SEEK_CUR) != 0 || static_cast<size_t>(st.st_size) < k_min_mapped_bytes) return;
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t bytes = static_cast<size_t>(st.st_size);
+    const size_t reserved = (bytes + page - 1) / page * page + page;  // and a guard page of zeros
+    void* area = ::mmap(nullptr, reserved, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED) return;
+    // Copy-on-write, so mutable_data() may edit in place as it may in the buffer.
+    if (::mmap(area, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, m_fd, 0) == MAP_FAILED) {
+        ::munmap(area, reserved);
+        return;
+    }
+    ::madvise(area, bytes, MADV_SEQUENTIAL);
+    m_map = static_cast<std::byte*>(area);
+    m_map_bytes = bytes;
+    m_map_reserved = reserved;
+}
+
+void FdInput::unmap() {
+    if (m_map) ::munmap(m_map, m_map_reserved);
+    m_map = nullptr;
+}
+
+FdInput::Fill FdInput::fill_mapped(size_t want) {
+    if (m_end < m_map_bytes) {
+        m_end = std::min(m_map_bytes, std::max(m_end + m_capacity, m_begin + want));
+        return Fill::more;
+    }
+    // The mapping is used up: what is held goes to the buffer, and read(2) goes on from
+    // the mapping's end (the file may have grown since; otherwise it says EOF).
+    size_t held = m_end - m_begin;
+    if (held + k_read_padding_bytes > m_capacity) {
+        m_capacity = std::max(held, m_capacity);
+        m_buffer.reset(new capnp::word[(m_capacity + k_read_padding_bytes) / sizeof(capnp::word) + 1]());
+    }
+    std::memcpy(m_buffer_bytes(), m_map + m_begin, held);
+    if (::lseek(m_fd, static_cast<off_t>(m_map_bytes), SEEK_SET) < 0)
+        throw Error(ExitCode::io, errno_text("lseek(input)", errno));
+    unmap();
+    m_consumed_before += m_begin;
+    m_begin = 0;
+    m_end = held;
+    return Fill::more;
 }
 
 void FdInput::make_room(size_t want) {
@@ -44,12 +102,13 @@ void FdInput::make_room(size_t want) {
 
 FdInput::Fill FdInput::fill(Wait wait, size_t want) {
     if (m_eof) return Fill::eof;
-    make_room(want);
+    if (!m_map) make_room(want);
     for (;;) {
         if (m_stop && m_stop->load(std::memory_order_relaxed)) {
             m_eof = m_stopped = true;
             return Fill::eof;
         }
+        if (m_map) return fill_mapped(want);
         if (wait == Wait::no) {
             pollfd p{m_fd, POLLIN, 0};
             int ready = ::poll(&p, 1, 0);

@@ -20,8 +20,11 @@ constexpr size_t k_read_padding_bytes = 64;      // readable slack after the dat
 class FdInput {
 public:
     FdInput(int fd, const StopFlag* stop, size_t buffer_bytes = k_read_buffer_bytes);
+    ~FdInput();
+    FdInput(const FdInput&) = delete;
+    FdInput& operator=(const FdInput&) = delete;
 
-    std::span<const std::byte> data() const { return {m_buffer_bytes() + m_begin, m_end - m_begin}; }
+    std::span<const std::byte> data() const { return {base() + m_begin, m_end - m_begin}; }
     void consume(size_t bytes) { m_begin += bytes; }
     size_t offset() const { return m_consumed_before + m_begin; }  // stream offset of data()
     bool stopped() const { return m_stopped; }  // ended by a stop request, not by EOF
@@ -32,11 +35,18 @@ public:
     Fill fill(Wait wait, size_t want);
 
     // Mutable view for readers that edit lines in place (none yet need it for frames).
-    std::byte* mutable_data() { return m_buffer_bytes() + m_begin; }
+    std::byte* mutable_data() { return base() + m_begin; }
+
+    // Whether the input is a regular file read through a memory mapping (see fill()).
+    bool mapped() const { return m_map != nullptr; }
 
 private:
     std::byte* m_buffer_bytes() const { return reinterpret_cast<std::byte*>(m_buffer.get()); }
+    std::byte* base() const { return m_map ? m_map : m_buffer_bytes(); }
     void make_room(size_t want);
+    void map_file();
+    void unmap();
+    Fill fill_mapped(size_t want);
 
     int m_fd;
     const StopFlag* m_stop;
@@ -47,6 +57,14 @@ private:
     size_t m_consumed_before = 0;
     bool m_eof = false;
     bool m_stopped = false;
+    // A regular file read from its start is mapped rather than copied by read(2): data()
+    // points into the mapping, which a zeroed guard page follows (the padding after the
+    // last byte). fill() still hands it out k_read_buffer_bytes at a time, so a stop
+    // request is seen as often as with reads; at the mapping's end the rest is copied to
+    // the buffer and reading goes on with read(2) (a file that grew, or EOF).
+    std::byte* m_map = nullptr;
+    size_t m_map_bytes = 0;      // of the file, mapped
+    size_t m_map_reserved = 0;   // mapped bytes and the guard
 };
 
 // Frames from a file descriptor (stdin, a file, a pipe).

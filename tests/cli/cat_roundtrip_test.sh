@@ -55,4 +55,17 @@ text=$(mh-gen --count 3 --seed 1 | mh-cat --to text)
 expect_eq "one line per message" 3 "$(wc -l <<< "$text")"
 expect_contains "time, source, kind and fields" "2026-01-01T00:00:00Z sensor-000001 gw-01 telemetry temperature=" "$text"
 
+begin "a big file is read through a mapping: the same as through a pipe, truncation still reported"
+mh-gen --count 20000 --seed 2 > big.frames   # ~7 MB, over the size that is mapped
+mh-cat --to json < big.frames > big-file.jsonl
+cat big.frames | mh-cat --to json > big-pipe.jsonl
+expect_files_equal "frames from the file = through a pipe" big-pipe.jsonl big-file.jsonl
+expect_eq "all of them" 20000 "$(wc -l < big-file.jsonl)"
+mh-cat --from json < big-file.jsonl > big-again.frames
+cmp -s big.frames big-again.frames && pass || fail "JSON lines from the file did not give the same frames"
+head -c $(( $(stat -c %s big.frames) - 100 )) big.frames > cut.frames
+mh-cat --to json < cut.frames > /dev/null 2> cut.err; code=$?
+expect_eq "a file cut short: exit code" 65 "$code"
+expect_contains "and where" "truncated frame at byte" "$(cat cut.err)"
+
 finish
