@@ -94,7 +94,8 @@ void ServerSession::close(CloseCause cause) {
     bool was_connected = m_state == State::connected;
     m_state = State::closed;
     m_close_cause = cause;
-    m_pending_acks.clear();
+    // Pending acknowledgements stay: what was taken before the close (say, over quota) is
+    // still acknowledged once safe, so the client does not send it again on reconnecting.
     if (!was_connected) return;
     DisconnectInfo info;
     info.cause = cause;
@@ -210,7 +211,6 @@ void ServerSession::handle_publish(const Publish& publish) {
 }
 
 void ServerSession::acknowledge(uint16_t packet_id) {
-    if (closed()) return;
     for (auto& ack : m_pending_acks) {
         if (ack.packet_id == packet_id && !ack.done) {
             ack.done = true;

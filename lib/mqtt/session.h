@@ -234,7 +234,9 @@ public:
                           uint64_t tag = 0);
 
     // Completes a publish for which on_publish() said deferred: its acknowledgement is sent
-    // (after those of earlier publishes). Unknown ids, and any id after the end, are ignored.
+    // (after those of earlier publishes), also after the session closed: a publish taken
+    // before the server closed it (over quota, a refused one after it) is acknowledged, so
+    // the client does not send it again. Unknown ids are ignored.
     void acknowledge(uint16_t packet_id);
 
     State state() const { return m_state; }

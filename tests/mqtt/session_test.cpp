@@ -305,12 +305,21 @@ TEST(Session, PublishOutcomes) {
     client.session.acknowledge(999);  // unknown: ignored
     EXPECT_TRUE(client.replies().empty());
 
-    // Over quota: the connection ends, no acknowledgement.
-    gate.outcome = PublishOutcome::over_quota;
+    // Over quota: the connection ends, no acknowledgement for that one; one taken before it
+    // (deferred, not yet safe) is still acknowledged once it is, so it is not sent again.
+    gate.outcome = PublishOutcome::deferred;
     client.send(Publish{"telemetry/a", "3", QoS::at_least_once, false, false, 12});
+    gate.outcome = PublishOutcome::over_quota;
+    client.send(Publish{"telemetry/a", "4", QoS::at_least_once, false, false, 13});
     EXPECT_TRUE(client.replies().empty());
     EXPECT_EQ(client.session.close_cause(), CloseCause::over_quota);
     EXPECT_EQ(gate.disconnects, std::vector{CloseCause::over_quota});
+    client.session.acknowledge(12);
+    replies = client.replies();
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(std::get<Puback>(replies[0]).packet_id, 12);
+    client.session.acknowledge(13);  // refused, never pending: nothing
+    EXPECT_TRUE(client.replies().empty());
 }
 
 TEST(Session, RefusedAndTooManyPending) {
