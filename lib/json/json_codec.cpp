@@ -1516,44 +1516,6 @@ namespace {
 
 using namespace wire::layout;
 
-inline uint64_t text_words(size_t bytes) { return (bytes + 1 + 7) / 8; }  // with its NUL
-inline uint64_t data_words(size_t bytes) { return (bytes + 7) / 8; }
-
-// Words of one segment being written in place; `at` and `target` are word indexes in it.
-class SegmentWriter {
-public:
-    explicit SegmentWriter(std::byte* segment) : m_segment(segment) {}
-
-    void word(uint64_t at, uint64_t value) { std::memcpy(m_segment + at * 8, &value, 8); }
-    void tag(uint64_t at, size_t byte, uint16_t value) {
-        std::memcpy(m_segment + at * 8 + byte, &value, 2);
-    }
-    // A pointer's offset counts words from the end of the pointer to its target.
-    static uint64_t offset(uint64_t at, uint64_t target) {
-        return static_cast<uint32_t>(static_cast<int32_t>(target - at - 1) << 2);
-    }
-    void struct_pointer(uint64_t at, uint64_t target, uint64_t data_words, uint64_t pointers) {
-        word(at, offset(at, target) | data_words << 32 | pointers << 48);
-    }
-    void list_pointer(uint64_t at, uint64_t target, uint64_t element_size, uint64_t count) {
-        word(at, offset(at, target) | 1 | (element_size | count << 3) << 32);
-    }
-    // Text (NUL-terminated) or Data bytes at the next free word, pointed to from `at`.
-    void bytes(uint64_t at, std::string_view bytes, bool is_text) {
-        list_pointer(at, m_next, k_byte_elements, bytes.size() + is_text);
-        if (!bytes.empty()) std::memcpy(m_segment + m_next * 8, bytes.data(), bytes.size());
-        m_next += is_text ? text_words(bytes.size()) : data_words(bytes.size());
-    }
-    uint64_t allocate(uint64_t words) {
-        uint64_t at = m_next;
-        m_next += words;
-        return at;
-    }
-
-private:
-    std::byte* m_segment;
-    uint64_t m_next = 0;
-};
 
 }  // namespace
 

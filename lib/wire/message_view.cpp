@@ -179,45 +179,6 @@ bool read_message_view(const Frame& frame, MessageView* view) {
 
 namespace {
 
-uint64_t text_words(size_t bytes) { return (bytes + 1 + 7) / 8; }  // with its NUL
-uint64_t data_words(size_t bytes) { return (bytes + 7) / 8; }
-
-// Words of one zeroed segment being written in place; `at` and `target` are word indexes.
-class SegmentWriter {
-public:
-    explicit SegmentWriter(std::byte* segment) : m_segment(segment) {}
-
-    void word(uint64_t at, uint64_t value) { std::memcpy(m_segment + at * 8, &value, 8); }
-    void tag(uint64_t at, size_t byte, uint16_t value) { std::memcpy(m_segment + at * 8 + byte, &value, 2); }
-    // A pointer's offset counts words from the end of the pointer to its target.
-    static uint64_t offset(uint64_t at, uint64_t target) {
-        return static_cast<uint32_t>(static_cast<int32_t>(target - at - 1) << 2);
-    }
-    void struct_pointer(uint64_t at, uint64_t target, uint64_t data, uint64_t pointers) {
-        word(at, offset(at, target) | data << 32 | pointers << 48);
-    }
-    void list_pointer(uint64_t at, uint64_t target, uint64_t element_size, uint64_t count) {
-        word(at, offset(at, target) | 1 | (element_size | count << 3) << 32);
-    }
-    // Text (NUL-terminated) or Data at the next free word, pointed to from `at`; empty and
-    // not `always`: null, an unset part.
-    void bytes(uint64_t at, std::string_view bytes, bool is_text, bool always = false) {
-        if (bytes.empty() && !always) return;
-        list_pointer(at, m_next, k_byte_elements, bytes.size() + is_text);
-        if (!bytes.empty()) std::memcpy(m_segment + m_next * 8, bytes.data(), bytes.size());
-        m_next += is_text ? text_words(bytes.size()) : data_words(bytes.size());
-    }
-    uint64_t allocate(uint64_t words) {
-        uint64_t at = m_next;
-        m_next += words;
-        return at;
-    }
-
-private:
-    std::byte* m_segment;
-    uint64_t m_next = 0;
-};
-
 bool has_text(schema::Field::Value::Which which) {
     return which == schema::Field::Value::TEXT || which == schema::Field::Value::JSON;
 }
@@ -266,10 +227,10 @@ void append_message_view(const MessageView& view, std::vector<std::byte>& out) {
     }
     segment.word(message, static_cast<uint64_t>(view.time));
     segment.word(message + 1, static_cast<uint64_t>(view.ingested));
-    segment.bytes(pointers + k_id, view.id, false);
-    segment.bytes(pointers + k_source, view.source, true);
-    segment.bytes(pointers + k_gateway, view.gateway, true);
-    segment.bytes(pointers + k_kind, view.kind, true);
+    segment.bytes_if_any(pointers + k_id, view.id, false);
+    segment.bytes_if_any(pointers + k_source, view.source, true);
+    segment.bytes_if_any(pointers + k_gateway, view.gateway, true);
+    segment.bytes_if_any(pointers + k_kind, view.kind, true);
     if (!view.fields.empty()) {
         uint64_t count = view.fields.size();
         uint64_t list = segment.allocate(1 + count * k_field_words);
@@ -279,7 +240,7 @@ void append_message_view(const MessageView& view, std::vector<std::byte>& out) {
         uint64_t element = list + 1;
         for (const FieldView& field : view.fields) {
             uint64_t name = element + k_field_data_words;
-            segment.bytes(name, field.name, true, true);
+            segment.bytes(name, field.name, true);
             segment.tag(element, k_field_tag_byte, static_cast<uint16_t>(field.which));
             switch (field.which) {
                 case schema::Field::Value::FLOAT: {
@@ -291,12 +252,12 @@ void append_message_view(const MessageView& view, std::vector<std::byte>& out) {
                 case schema::Field::Value::INT: segment.word(element, static_cast<uint64_t>(field.int_value)); break;
                 case schema::Field::Value::BOOL: segment.word(element, field.bool_value ? 1 : 0); break;
                 case schema::Field::Value::TEXT:
-                case schema::Field::Value::JSON: segment.bytes(name + 1, field.text, true, true); break;
+                case schema::Field::Value::JSON: segment.bytes(name + 1, field.text, true); break;
             }
             element += k_field_words;
         }
     }
-    segment.bytes(pointers + k_body, view.body, false);
+    segment.bytes_if_any(pointers + k_body, view.body, false);
 }
 
 }  // namespace mh::wire

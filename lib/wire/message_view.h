@@ -9,6 +9,7 @@
 #include "wire/frame.h"
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -25,6 +26,49 @@ constexpr size_t k_control_byte = 16;    // Message.control's tag, a uint16 afte
 constexpr size_t k_field_tag_byte = 8;   // Field.value's tag, a uint16 after one word
 constexpr uint64_t k_byte_elements = 2;  // element sizes in a list pointer
 constexpr uint64_t k_composite_elements = 7;
+
+inline uint64_t text_words(size_t bytes) { return (bytes + 1 + 7) / 8; }  // with its NUL
+inline uint64_t data_words(size_t bytes) { return (bytes + 7) / 8; }
+
+// Words of one zeroed segment being written in place, as Cap'n Proto's builder would lay
+// them out; `at` and `target` are word indexes in it. Used by the writers that skip the
+// builder: append_message_view() and the JSON decoder's direct path.
+class SegmentWriter {
+public:
+    explicit SegmentWriter(std::byte* segment) : m_segment(segment) {}
+
+    void word(uint64_t at, uint64_t value) { std::memcpy(m_segment + at * 8, &value, 8); }
+    void tag(uint64_t at, size_t byte, uint16_t value) { std::memcpy(m_segment + at * 8 + byte, &value, 2); }
+    // A pointer's offset counts words from the end of the pointer to its target.
+    static uint64_t offset(uint64_t at, uint64_t target) {
+        return static_cast<uint32_t>(static_cast<int32_t>(target - at - 1) << 2);
+    }
+    void struct_pointer(uint64_t at, uint64_t target, uint64_t data, uint64_t pointers) {
+        word(at, offset(at, target) | data << 32 | pointers << 48);
+    }
+    void list_pointer(uint64_t at, uint64_t target, uint64_t element_size, uint64_t count) {
+        word(at, offset(at, target) | 1 | (element_size | count << 3) << 32);
+    }
+    // Text (NUL-terminated) or Data at the next free word, pointed to from `at`.
+    void bytes(uint64_t at, std::string_view bytes, bool is_text) {
+        list_pointer(at, m_next, k_byte_elements, bytes.size() + is_text);
+        if (!bytes.empty()) std::memcpy(m_segment + m_next * 8, bytes.data(), bytes.size());
+        m_next += is_text ? text_words(bytes.size()) : data_words(bytes.size());
+    }
+    // The same, but empty bytes stay a null pointer (an unset part).
+    void bytes_if_any(uint64_t at, std::string_view bytes, bool is_text) {
+        if (!bytes.empty()) this->bytes(at, bytes, is_text);
+    }
+    uint64_t allocate(uint64_t words) {
+        uint64_t at = m_next;
+        m_next += words;
+        return at;
+    }
+
+private:
+    std::byte* m_segment;
+    uint64_t m_next = 0;
+};
 }  // namespace layout
 
 struct FieldView {
