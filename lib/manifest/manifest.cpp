@@ -222,9 +222,9 @@ bool valid_name(std::string_view name) {
     return std::isalnum(static_cast<unsigned char>(name[0]));
 }
 
-class Loader {
+class Loader : TomlChecks {
 public:
-    explicit Loader(LoadResult& result) : m_result(result), m_manifest(result.manifest) {}
+    explicit Loader(LoadResult& result) : TomlChecks(result.errors), m_result(result), m_manifest(result.manifest) {}
 
     void load(const toml::table& root, std::string_view name_hint) {
         m_manifest.name = std::string(name_hint);
@@ -261,26 +261,11 @@ public:
     }
 
 private:
-    void error(Location where, std::string message, std::string detail = {}) {
-        m_result.errors.push_back({where, std::move(message), std::move(detail)});
-    }
-
     const toml::table* expect_table(const toml::key& key, const toml::node& node) {
         if (auto* table = node.as_table()) return table;
         error(location_of(key.source()), fmt::format("'{}' must be a table ([{}]), not {}", key.str(), key.str(),
                                                      type_name(node)));
         return nullptr;
-    }
-
-    void unknown_key(const toml::key& key, std::string_view table, const std::vector<std::string>& allowed) {
-        error(location_of(key.source()), fmt::format("unknown key '{}' in {}{}; the keys there are: {}", key.str(),
-                                                     table, suggestion(key.str(), allowed), list(allowed)));
-    }
-
-    std::optional<std::string> string_value(const toml::key& key, const toml::node& node, std::string_view table) {
-        if (auto* value = node.as_string()) return value->get();
-        error(location_of(node), fmt::format("'{}' in {} must be a string, not {}", key.str(), table, type_name(node)));
-        return std::nullopt;
     }
 
     std::optional<int64_t> duration_value(const toml::key& key, const toml::node& node, std::string_view table) {

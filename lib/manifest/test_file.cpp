@@ -81,9 +81,9 @@ std::optional<std::string> to_json(const toml::node& node, std::string& out, siz
     return std::nullopt;
 }
 
-class TestLoader {
+class TestLoader : TomlChecks {
 public:
-    TestLoader(TestLoadResult& result, const Manifest& manifest) : m_result(result), m_manifest(manifest) {
+    TestLoader(TestLoadResult& result, const Manifest& manifest) : TomlChecks(result.errors), m_result(result), m_manifest(manifest) {
         for (const auto& stage : manifest.stages) m_stage_names.push_back(stage.name);
     }
 
@@ -126,21 +126,6 @@ public:
     }
 
 private:
-    void error(Location where, std::string message, std::string detail = {}) {
-        m_result.errors.push_back({where, std::move(message), std::move(detail)});
-    }
-
-    void unknown_key(const toml::key& key, std::string_view table, const std::vector<std::string>& allowed) {
-        error(location_of(key.source()), fmt::format("unknown key '{}' in {}{}; the keys there are: {}", key.str(),
-                                                     table, suggestion(key.str(), allowed), list(allowed)));
-    }
-
-    std::optional<std::string> string_value(const toml::key& key, const toml::node& node, std::string_view table) {
-        if (auto* value = node.as_string()) return value->get();
-        error(location_of(node), fmt::format("'{}' in {} must be a string, not {}", key.str(), table, type_name(node)));
-        return std::nullopt;
-    }
-
     std::optional<bool> bool_value(const toml::key& key, const toml::node& node, std::string_view table) {
         if (auto* value = node.as_boolean()) return value->get();
         error(location_of(node), fmt::format("'{}' in {} must be true or false, not {}", key.str(), table, type_name(node)));

@@ -55,4 +55,16 @@ std::string list(const std::vector<std::string>& words) {
     return text;
 }
 
+void TomlChecks::unknown_key(const toml::key& key, std::string_view table, const std::vector<std::string>& allowed) {
+    error(location_of(key.source()), fmt::format("unknown key '{}' in {}{}; the keys there are: {}", key.str(), table,
+                                                 suggestion(key.str(), allowed), list(allowed)));
+}
+
+std::optional<std::string> TomlChecks::string_value(const toml::key& key, const toml::node& node,
+                                                    std::string_view table) {
+    if (auto* value = node.as_string()) return value->get();
+    error(location_of(node), fmt::format("'{}' in {} must be a string, not {}", key.str(), table, type_name(node)));
+    return std::nullopt;
+}
+
 }  // namespace mh::manifest

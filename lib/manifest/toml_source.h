@@ -28,4 +28,20 @@ std::string_view type_name(const toml::node& node);
 // "a, b, c".
 std::string list(const std::vector<std::string>& words);
 
+// What both loaders do with a node that is not as expected: an error at its place.
+class TomlChecks {
+protected:
+    explicit TomlChecks(std::vector<Diagnostic>& errors) : m_errors(errors) {}
+
+    void error(Location where, std::string message, std::string detail = {}) {
+        m_errors.push_back({where, std::move(message), std::move(detail)});
+    }
+    // "unknown key 'k' in T (did you mean ...?); the keys there are: ..."
+    void unknown_key(const toml::key& key, std::string_view table, const std::vector<std::string>& allowed);
+    std::optional<std::string> string_value(const toml::key& key, const toml::node& node, std::string_view table);
+
+private:
+    std::vector<Diagnostic>& m_errors;
+};
+
 }  // namespace mh::manifest
