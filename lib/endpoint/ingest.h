@@ -44,6 +44,32 @@ struct TextHash {
     size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
 };
 
+// The registry's answers to "may this gateway publish for this source?", kept per gateway.
+// A gateway's messages mostly come for one source after another (an MQTT topic, a sensor's
+// burst): the last answer is compared first, before the hash of the source is computed.
+class SourceAnswers {
+public:
+    const bool* find(std::string_view source) {
+        if (m_last && m_last->first == source) return &m_last->second;
+        auto it = m_answers.find(source);
+        if (it == m_answers.end()) return nullptr;
+        m_last = &*it;
+        return &it->second;
+    }
+    void remember(std::string_view source, bool answer) {
+        if (m_answers.size() >= k_source_cache_entries) clear();
+        m_last = &*m_answers.emplace(std::string(source), answer).first;
+    }
+    void clear() {  // on reload; node addresses (m_last) end with their nodes
+        m_last = nullptr;
+        m_answers.clear();
+    }
+
+private:
+    std::unordered_map<std::string, bool, TextHash, std::equal_to<>> m_answers;
+    const std::pair<const std::string, bool>* m_last = nullptr;
+};
+
 // A command waiting in memory for its gateway (without --command-queue).
 struct QueuedCommand {
     int64_t expires_ns;
@@ -57,7 +83,7 @@ struct GatewayState {
     TokenBucket messages;
     TokenBucket bytes;
     uint32_t connections = 0;
-    std::unordered_map<std::string, bool, TextHash, std::equal_to<>> may_publish;  // cache, cleared on reload
+    SourceAnswers may_publish;                         // cleared on reload
     std::deque<QueuedCommand> commands;                // waiting for delivery
     std::map<std::string, MqttSlot> mqtt_sessions;     // persistent MQTT sessions by client id
 };
@@ -111,6 +137,7 @@ private:
     Verdict stamp(GatewayState& gateway, const wire::Frame* original, size_t frame_bytes, int64_t now_ns,
                   Overrides overrides);
     Verdict write(const std::vector<std::byte>& stamped);
+    Verdict accepted(size_t frame_bytes);  // counts a frame written
 
     wire::FrameSink& m_sink;
     const Gatekeeper* m_gatekeeper;  // swapped by a reload

@@ -5,6 +5,7 @@
 #include "wire/frame.h"
 
 #include <string>
+#include <vector>
 
 namespace mh::wire {
 
@@ -32,6 +33,11 @@ public:
     virtual void write(const Frame& frame) = 0;
     // Sends everything buffered; called when the input is idle and at the end.
     virtual void flush() = 0;
+    // A sink that buffers frames as they are may let a writer append one in place, sparing
+    // a copy: the buffer to append whole frames to, then commit() after each; nullptr if
+    // the sink has none (then write()).
+    virtual std::vector<std::byte>* frame_buffer() { return nullptr; }
+    virtual void commit() {}
 };
 
 }  // namespace mh::wire
