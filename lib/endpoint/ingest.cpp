@@ -39,8 +39,8 @@ bool Ingest::allowed(GatewayState& gateway, std::string_view source) {
 
 Verdict Ingest::frame(GatewayState& gateway, const wire::Frame& frame, int64_t now_ns, Overrides overrides,
                       bool checked) {
-    m_counters.messages_in.add();
-    m_counters.bytes_in.add(frame.byte_count());
+    ++m_pending.messages_in;
+    m_pending.bytes_in += frame.byte_count();
     if (frame.byte_count() > m_limits.max_frame_bytes) return Verdict::oversized;
     // A frame in mh's own layout (all that mh writers and the JSON decoder produce) is read
     // as views, judged whole by the walk, and written again stamped, without Cap'n Proto.
@@ -123,32 +123,39 @@ Verdict Ingest::write(const std::vector<std::byte>& bytes) {
 
 Verdict Ingest::accepted(size_t bytes) {
     m_dirty = true;
-    m_counters.messages_out.add();
-    m_counters.bytes_out.add(bytes);
+    ++m_pending.messages_out;
+    m_pending.bytes_out += bytes;
     return Verdict::accepted;
 }
 
 Verdict Ingest::json(GatewayState& gateway, std::string_view text, int64_t now_ns, Overrides overrides,
                      std::string* error) {
     if (text.size() > m_limits.max_frame_bytes) {
-        m_counters.messages_in.add();
+        ++m_pending.messages_in;
         return Verdict::oversized;
     }
     // Read into views and stamped straight from them: no frame of the JSON is written. What
     // is counted and charged is the frame the JSON makes (what decode() would have written).
     if (auto why = m_decoder.decode_view(text, m_view)) {
-        m_counters.messages_in.add();
+        ++m_pending.messages_in;
         if (error) *error = *why;
         return Verdict::malformed;
     }
     size_t bytes = wire::message_view_bytes(m_view);
-    m_counters.messages_in.add();
-    m_counters.bytes_in.add(bytes);
+    ++m_pending.messages_in;
+    m_pending.bytes_in += bytes;
     if (bytes > m_limits.max_frame_bytes) return Verdict::oversized;
     return stamp(gateway, nullptr, bytes, now_ns, overrides);
 }
 
 bool Ingest::flush() {
+    if (m_pending.messages_in || m_pending.messages_out) {
+        m_counters.messages_in.add(m_pending.messages_in);
+        m_counters.bytes_in.add(m_pending.bytes_in);
+        m_counters.messages_out.add(m_pending.messages_out);
+        m_counters.bytes_out.add(m_pending.bytes_out);
+        m_pending = {};
+    }
     if (!m_dirty) return false;
     m_sink.flush();
     m_dirty = false;

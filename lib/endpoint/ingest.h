@@ -118,7 +118,8 @@ public:
     Verdict json(GatewayState& gateway, std::string_view text, int64_t now_ns, Overrides overrides = {},
                  std::string* error = nullptr);
 
-    // Hands everything written so far to the output for real; true if there was anything.
+    // Hands everything written so far to the output for real, and publishes the counts;
+    // true if there was anything written.
     bool flush();
     void set_gatekeeper(const Gatekeeper& gatekeeper) { m_gatekeeper = &gatekeeper; }
     // Messages of kind `kind` (their own: no override) are not ingested but handed to
@@ -150,6 +151,11 @@ private:
     std::vector<std::byte> m_diverted;  // a JSON message's frame, for the divert
     JsonDecoder m_decoder;
     std::vector<std::byte> m_out;
+    // Counted here and added to the shared counters at flush(): an atomic add per message
+    // and counter cost more than the counting.
+    struct Counts {
+        uint64_t messages_in = 0, bytes_in = 0, messages_out = 0, bytes_out = 0;
+    } m_pending;
     bool m_dirty = false;
     std::string m_divert_kind;
     Divert m_divert;
