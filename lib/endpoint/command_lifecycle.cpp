@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace mh::endpoint {
 
 CommandLifecycle::CommandLifecycle(wire::FrameSink& output, metrics::Registry& metrics, uint64_t seed)
@@ -46,13 +48,39 @@ void CommandLifecycle::remember(const command::Ref& ref) {
         m_outstanding.erase(it);
     }
     while (m_outstanding.size() >= k_max_outstanding_commands && !m_outstanding_order.empty()) {
-        m_outstanding.erase(m_outstanding_order.begin()->second);
-        m_outstanding_order.erase(m_outstanding_order.begin());
+        forget(m_outstanding.find(m_outstanding_order.begin()->second));
         m_forgotten.add();
     }
     uint64_t seq = m_next_seq++;
     m_outstanding_order.emplace(seq, k);
     m_outstanding.emplace(std::move(k), Outstanding{ref, seq});
+    if (m_durable) m_durable->await_reply({ref.gateway, ref.correlation_id, ref.source, ref.name, seq});
+}
+
+void CommandLifecycle::forget(OutstandingMap::iterator it) {
+    if (m_durable) m_durable->replied(it->second.ref.gateway, it->second.ref.correlation_id);
+    m_outstanding_order.erase(it->second.seq);
+    m_outstanding.erase(it);
+}
+
+void CommandLifecycle::keep_in(CommandQueue& queue) {
+    m_durable = nullptr;  // what is read back is in the queue already
+    for (CommandQueue::Awaited& awaited : queue.awaited()) {
+        command::Ref ref;
+        ref.gateway = std::move(awaited.gateway);
+        ref.correlation_id = std::move(awaited.correlation_id);
+        ref.source = std::move(awaited.source);
+        ref.name = std::move(awaited.name);
+        m_next_seq = std::max(m_next_seq, awaited.order);  // remember() numbers after it
+        remember(ref);
+    }
+    m_durable = &queue;
+    // Those over the bound were forgotten while reading back (oldest first): the queue
+    // keeps exactly what is awaited.
+    std::vector<CommandQueue::Awaited> kept = queue.awaited();
+    for (const CommandQueue::Awaited& awaited : kept)
+        if (!m_outstanding.count(key(awaited.gateway, awaited.correlation_id)))
+            queue.replied(awaited.gateway, awaited.correlation_id);
 }
 
 void CommandLifecycle::delivered(const command::Ref& ref, std::string_view protocol, int64_t now_ns) {
@@ -98,9 +126,8 @@ std::optional<std::string> CommandLifecycle::reply(std::string_view gateway, std
     command::Ref ref;
     bool matched = false;
     if (auto it = m_outstanding.find(key(gateway, id.correlation_id)); it != m_outstanding.end()) {
-        ref = std::move(it->second.ref);
-        m_outstanding_order.erase(it->second.seq);
-        m_outstanding.erase(it);
+        ref = it->second.ref;
+        forget(it);
         matched = true;
     } else {
         ref.gateway = gateway;

@@ -2,10 +2,12 @@
 // output and counted by status on --metrics; commands handed to a connection remembered
 // (gateway and correlation id) until the device replies; MQTT QoS 1 deliveries remembered by
 // tag until their PUBACK. Both tables are bounded: past the bound the oldest entry is
-// forgotten (a late reply to it is then passed on as unmatched).
+// forgotten (a late reply to it is then passed on as unmatched). With a durable command
+// queue the commands awaiting a reply are kept in it too, and read back at start.
 #pragma once
 
 #include "command/command.h"
+#include "endpoint/command_queue.h"
 #include "message/id.h"
 #include "metrics/metrics.h"
 #include "wire/stream.h"
@@ -45,6 +47,10 @@ public:
     std::optional<std::string> reply(std::string_view gateway, std::string_view source,
                                      schema::Message::Reader reply, int64_t now_ns);
 
+    // Keeps the commands awaiting a reply in `queue` from now on, after reading back those
+    // it kept before (a restart).
+    void keep_in(CommandQueue& queue);
+
     IdGenerator& ids() { return m_ids; }
     // Flushes the output when a status was written since the last flush.
     bool flush();
@@ -71,12 +77,16 @@ private:
     metrics::Counter& m_bytes_out;
     metrics::Counter& m_unmatched;
     metrics::Counter& m_forgotten;
-    std::unordered_map<std::string, Outstanding> m_outstanding;  // key(gateway, correlation id)
+    using OutstandingMap = std::unordered_map<std::string, Outstanding>;
+    // Stops awaiting a reply to it (answered, or the table is full).
+    void forget(OutstandingMap::iterator it);
+    OutstandingMap m_outstanding;                                // key(gateway, correlation id)
     std::map<uint64_t, std::string> m_outstanding_order;         // seq -> key, oldest first
     std::map<uint64_t, InFlight> m_in_flight;                    // tag -> command, oldest first
     uint64_t m_next_tag = 1;
     uint64_t m_next_seq = 1;
     bool m_dirty = false;
+    CommandQueue* m_durable = nullptr;
 };
 
 }  // namespace mh::endpoint

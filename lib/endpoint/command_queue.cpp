@@ -1,6 +1,7 @@
 // The durable command queue (see command_queue.h).
 #include "endpoint/command_queue.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <vector>
@@ -29,6 +30,7 @@ CommandQueue::CommandQueue(const std::string& dir, size_t max_per_gateway) : m_m
     m_env = std::make_unique<store::Env>(dir, config);
     store::Txn txn(*m_env, store::Txn::Kind::write);
     m_table = *store::open_table(txn, "commands", MDB_CREATE);
+    m_awaited = *store::open_table(txn, "awaited", MDB_CREATE);
     // The next sequence continues after the highest stored one (of any gateway).
     store::Cursor cursor(txn, m_table);
     MDB_val key{}, value{};
@@ -104,6 +106,13 @@ size_t CommandQueue::take(std::string_view gateway, int64_t now_ns, const std::f
     std::string p = prefix(gateway);
     size_t delivered = 0;
     store::Txn txn(*m_env, store::Txn::Kind::write);
+    // A delivery remembers its command as awaited: in this transaction (LMDB has one writer,
+    // and a second write transaction on this thread would wait for this one forever).
+    m_writing = &txn;
+    struct Done {
+        store::Txn*& writing;
+        ~Done() { writing = nullptr; }
+    } done{m_writing};
     {
         store::Cursor cursor(txn, m_table);
         MDB_val key{p.size(), p.data()}, value{};
@@ -163,6 +172,77 @@ size_t CommandQueue::expire(int64_t now_ns, const Visit& expired) {
     txn.commit();
     m_earliest_expiry_ns = earliest;
     return count;
+}
+
+namespace {
+std::string awaited_key(std::string_view gateway, std::string_view correlation_id) {
+    std::string key(gateway);
+    key.push_back('\0');
+    key.append(correlation_id);
+    return key;
+}
+void put_text(std::string& out, std::string_view text) {
+    size_t size = std::min<size_t>(text.size(), UINT16_MAX);
+    out.push_back(static_cast<char>(size >> 8));
+    out.push_back(static_cast<char>(size & 0xff));
+    out.append(text.substr(0, size));
+}
+bool get_text(std::string_view& in, std::string& out) {
+    if (in.size() < 2) return false;
+    size_t size = static_cast<size_t>(static_cast<uint8_t>(in[0])) << 8 | static_cast<uint8_t>(in[1]);
+    if (in.size() < 2 + size) return false;
+    out.assign(in.substr(2, size));
+    in.remove_prefix(2 + size);
+    return true;
+}
+}  // namespace
+
+void CommandQueue::await_reply(const Awaited& command) {
+    std::string value;
+    put_be64(value, command.order);
+    put_text(value, command.name);
+    put_text(value, command.source);
+    std::string key = awaited_key(command.gateway, command.correlation_id);
+    write([&](store::Txn& txn) {
+        txn.put(m_awaited, store::as_bytes(key), store::as_bytes(value));
+        return true;
+    });
+}
+
+void CommandQueue::replied(std::string_view gateway, std::string_view correlation_id) {
+    std::string key = awaited_key(gateway, correlation_id);
+    write([&](store::Txn& txn) { return txn.del(m_awaited, store::as_bytes(key)); });
+}
+
+void CommandQueue::write(const std::function<bool(store::Txn&)>& change) {
+    if (m_writing) {
+        change(*m_writing);  // committed with the delivery that made it
+        return;
+    }
+    store::Txn txn(*m_env, store::Txn::Kind::write);
+    if (change(txn)) txn.commit();
+}
+
+std::vector<CommandQueue::Awaited> CommandQueue::awaited() {
+    std::vector<Awaited> out;
+    store::Txn txn(*m_env, store::Txn::Kind::read);
+    store::Cursor cursor(txn, m_awaited);
+    MDB_val key{}, value{};
+    for (bool ok = cursor.move(MDB_FIRST, key, value); ok; ok = cursor.move(MDB_NEXT, key, value)) {
+        std::string_view k(static_cast<const char*>(key.mv_data), key.mv_size);
+        std::string_view v(static_cast<const char*>(value.mv_data), value.mv_size);
+        size_t zero = k.find('\0');
+        if (zero == std::string_view::npos || v.size() < 8) continue;  // not ours: skipped
+        Awaited command;
+        command.gateway = k.substr(0, zero);
+        command.correlation_id = k.substr(zero + 1);
+        command.order = get_be64(reinterpret_cast<const std::byte*>(v.data()));
+        v.remove_prefix(8);
+        if (!get_text(v, command.name) || !get_text(v, command.source)) continue;
+        out.push_back(std::move(command));
+    }
+    std::sort(out.begin(), out.end(), [](const Awaited& a, const Awaited& b) { return a.order < b.order; });
+    return out;
 }
 
 }  // namespace mh::endpoint

@@ -293,8 +293,10 @@ Server::Server(const ServerOptions& options, std::shared_ptr<tls::Context> tls, 
         std::string why;
         return reply(gateway, frame, {}, why);
     });
-    if (!m_options.command_queue.empty())
+    if (!m_options.command_queue.empty()) {
         m_queue = std::make_unique<CommandQueue>(m_options.command_queue, m_options.max_pending_commands);
+        m_lifecycle.keep_in(*m_queue);  // replies to commands delivered before a restart still match
+    }
     if (!m_tls && !m_options.insecure_loopback)
         throw Error(ExitCode::usage, "TLS needs --cert and --key (plaintext only with --insecure-loopback)");
     m_scratch = std::make_unique<capnp::word[]>(k_read_chunk_bytes / sizeof(capnp::word));

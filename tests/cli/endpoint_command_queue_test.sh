@@ -2,7 +2,8 @@
 # mh-endpoint --command-queue: commands for an absent gateway wait in LMDB, survive a restart
 # of the endpoint and arrive in order (curl over real TLS, GET /v1/commands; mosquitto_sub over TLS with
 # a token); a full queue drops
-# the oldest (counted); a command whose --command-ttl passed is dropped as expired (counted).
+# the oldest (counted); a command whose --command-ttl passed is dropped as expired (counted);
+# a device's reply after a restart still matches the command delivered before it.
 source "$(dirname "$0")/lib.sh"
 
 mh-endpoint ca --dir ca > /dev/null 2>&1
@@ -29,6 +30,10 @@ start() {
 stop() { kill -TERM "$ENDPOINT"; wait_pid_exit 20 "$ENDPOINT"; }
 get() { curl -sS --cacert ca/ca.crt -H "Authorization: Bearer $token1" -o commands.json -w '%{http_code}' \
   "https://127.0.0.1:$port/v1/commands"; }
+reply() {
+  curl -sS --cacert ca/ca.crt -H "Authorization: Bearer $token1" -H 'Content-Type: application/json' \
+    --data-binary "$1" -o reply.json -w '%{http_code}' "https://127.0.0.1:$port/v1/replies"
+}
 metric() { scrape_metrics "$metrics_port" metrics.txt; grep -E "^$1 " metrics.txt | awk '{print $2}'; }
 queued() { [ "$(metric mh_endpoint_commands_queued_total)" = "$1" ]; }
 statuses() { mh-cat --to json < out.frames | jq -c 'select(.kind == "command-status")'; }
@@ -75,6 +80,29 @@ mosquitto_sub --cafile ca/ca.crt -h 127.0.0.1 -p "$mqtt_port" -u gw-01 -P "$toke
 expect_eq "exit code" 0 "$?"
 expect_contains "topic" "commands/gw-01/sensor-000002 " "$(cat got.txt)"
 expect_eq "payload" "blink" "$(sed 's/^[^ ]* //' got.txt | jq -r .action)"
+stop
+
+begin "a reply after a restart matches the command delivered before it, once"
+start
+echo '{"kind":"command","gateway":"gw-01","source":"sensor-000003","command":"calibrate","correlation_id":"r-1"}' \
+  | mh-cat --from json --out ">ipc://$WORK/commands.sock"
+wait_until 20 queued 1 && pass || fail "the command was not queued"
+expect_eq "fetched" 200 "$(get)"
+expect_eq "its correlation id" r-1 "$(jq -r .correlation_id commands.json)"
+stop
+start
+expect_eq "replied after the restart" 202 "$(reply '{"correlation_id":"r-1","result":"calibrated"}')"
+acknowledged() { statuses | jq -c 'select(.status == "acknowledged")'; }
+has_ack() { [ -n "$(acknowledged)" ]; }
+wait_until 20 has_ack && pass || fail "no acknowledged status: $(statuses)"
+expect_eq "matched to its command" "true sensor-000003 calibrate calibrated" \
+  "$(acknowledged | jq -r '[.matched, .source, .command, .reply.result] | map(tostring) | join(" ")')"
+stop
+start
+expect_eq "a second reply" 202 "$(reply '{"correlation_id":"r-1","result":"again"}')"
+wait_until 20 has_ack && pass || fail "no acknowledged status: $(statuses)"
+expect_eq "finds nothing awaited any more" false "$(acknowledged | jq -r .matched)"
+expect_eq "counted as unmatched" 1 "$(metric mh_endpoint_command_replies_unmatched_total)"
 stop
 
 begin "a command whose time to live passed is dropped as expired"
