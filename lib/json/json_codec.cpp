@@ -680,6 +680,9 @@ void JsonDecoder::Impl::reset() {
 namespace {
 
 inline const char* skip_space(const char* p, const char* end) {
+    // Mostly there is no space at all: one test. The text is followed by padding, so *p is
+    // readable at `end` too, and returning p there is what the loop would do.
+    if (static_cast<unsigned char>(*p) > ' ') return p;
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
     return p;
 }
@@ -2138,21 +2141,34 @@ JsonLineSource::JsonLineSource(int fd, const StopFlag* stop, Log& log, Strict st
     : m_reader(fd, stop, limits.max_frame_bytes), m_log(log), m_strict(strict), m_limits(limits) {}
 
 wire::Next JsonLineSource::next(wire::Wait wait, wire::Frame& frame) {
+    m_frame.clear();
+    wire::Next next = next_into(wait, m_frame);
+    if (next == wire::Next::frame) {
+        // operator new aligns at least as strictly as a Cap'n Proto word.
+        frame.words = reinterpret_cast<const capnp::word*>(m_frame.data());
+        frame.word_count = m_frame.size() / sizeof(capnp::word);
+    }
+    return next;
+}
+
+wire::Next JsonLineSource::next_into(wire::Wait wait, std::vector<std::byte>& out) {
     for (;;) {
         std::string_view line;
         wire::Next next = m_reader.next(wait, line);
         if (next != wire::Next::frame) return next;
 
         std::optional<std::string> reason;
-        m_frame.clear();
+        size_t start = out.size();
         if (m_reader.oversized()) {
             reason = fmt::format("longer than the limit of {} bytes", m_reader.max_line_bytes());
         } else {
             if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-            reason = m_decoder.decode(line, m_frame, Padding::present);
-            if (!reason && m_frame.size() > m_limits.max_frame_bytes)
+            reason = m_decoder.decode(line, out, Padding::present);
+            if (!reason && out.size() - start > m_limits.max_frame_bytes) {
                 reason = fmt::format("message of {} bytes is over the frame limit of {} bytes",
-                                     m_frame.size(), m_limits.max_frame_bytes);
+                                     out.size() - start, m_limits.max_frame_bytes);
+                out.resize(start);
+            }
         }
         if (reason) {
             ++m_rejected;
@@ -2163,9 +2179,6 @@ wire::Next JsonLineSource::next(wire::Wait wait, wire::Frame& frame) {
             m_log.warn("line {}: {}", m_reader.line_number(), *reason);
             continue;
         }
-        // operator new aligns at least as strictly as a Cap'n Proto word.
-        frame.words = reinterpret_cast<const capnp::word*>(m_frame.data());
-        frame.word_count = m_frame.size() / sizeof(capnp::word);
         return wire::Next::frame;
     }
 }
