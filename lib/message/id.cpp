@@ -96,8 +96,7 @@ constexpr std::array<uint8_t, 256> k_hex_values = [] {
 #if defined(__SSE2__)
 namespace {
 // Sixteen hex digits (either case) -> eight bytes; false when any is not a hex digit.
-inline bool bytes_of_16(const char* text, uint8_t* out) {
-    __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text));
+inline bool bytes_of_16(__m128i c, uint8_t* out) {
     // x <= limit, unsigned: min(x, limit) == x.
     auto at_most = [](__m128i x, char limit) {
         return _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(limit)), x);
@@ -124,18 +123,22 @@ std::optional<MessageId> parse_id(std::string_view text) {
     MessageId id;
     if (text.size() == k_id_text_chars) {
         if (text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') return std::nullopt;
-        char hex[32];
-        std::memcpy(hex, text.data(), 8);
-        std::memcpy(hex + 8, text.data() + 9, 4);
-        std::memcpy(hex + 12, text.data() + 14, 4);
-        std::memcpy(hex + 16, text.data() + 19, 4);
-        std::memcpy(hex + 20, text.data() + 24, 12);
-        if (!bytes_of_16(hex, id.data()) || !bytes_of_16(hex + 16, id.data() + 8)) return std::nullopt;
+        // The 32 digits gathered in registers, not through a buffer on the stack: a 16-byte
+        // load of what narrower stores just wrote stalls (no store forwarding).
+        auto load = [&](size_t at, auto word) {
+            std::memcpy(&word, text.data() + at, sizeof(word));
+            return static_cast<uint64_t>(word);
+        };
+        __m128i first = _mm_set_epi64x(static_cast<int64_t>(load(9, uint32_t{}) | load(14, uint32_t{}) << 32),
+                                       static_cast<int64_t>(load(0, uint64_t{})));
+        __m128i second = _mm_set_epi64x(static_cast<int64_t>(load(28, uint64_t{})),
+                                        static_cast<int64_t>(load(19, uint32_t{}) | load(24, uint32_t{}) << 32));
+        if (!bytes_of_16(first, id.data()) || !bytes_of_16(second, id.data() + 8)) return std::nullopt;
         return id;
     }
     if (text.size() == 32) {
-        if (!bytes_of_16(text.data(), id.data()) || !bytes_of_16(text.data() + 16, id.data() + 8))
-            return std::nullopt;
+        auto load = [&](size_t at) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(text.data() + at)); };
+        if (!bytes_of_16(load(0), id.data()) || !bytes_of_16(load(16), id.data() + 8)) return std::nullopt;
         return id;
     }
     return std::nullopt;
