@@ -57,7 +57,9 @@ PumpRun pump_lines(const std::string& input, bool in_place) {
     relay::PumpOptions options;
     options.check = relay::Check::framing_only;
     relay::pump(source, sinks, counters, options, log);
-    if (!in_place) EXPECT_EQ(other.content(), out.content());
+    if (!in_place) {
+        EXPECT_EQ(other.content(), out.content());
+    }
     return {out.content(), counters.messages_out.value(), counters.bytes_out.value(),
             counters.dropped_malformed.value(), source.rejected()};
 }
