@@ -1,14 +1,18 @@
 // JSON lines through the pump as mh-cat --from json runs them: frames decoded straight into
 // the output's buffer give the very bytes, counters and refusals that frames handed out one by
-// one and copied give.
+// one and copied give. And the encoder's fast ways of writing numbers write what to_chars does.
 #include "json/json_codec.h"
 #include "relay/pump.h"
 
 #include "support/support.h"
 
+#include <capnp/serialize.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <charconv>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -95,4 +99,36 @@ TEST(JsonLines, AMessageOverTheFrameLimitLeavesNothingInTheBuffer) {
     EXPECT_EQ(source.next_into(wire::Wait::yes, out), wire::Next::end);
     EXPECT_EQ(out.size(), 2 * first);
     EXPECT_EQ(source.rejected(), 1u);
+}
+
+// Times are written as std::to_chars writes them, around every width the encoder treats
+// apart (fewer than 17 digits, 17 to 19, the largest), both through the frame's own words
+// (encode_frame) and through Cap'n Proto's reader (encode), and read back the same.
+TEST(JsonLines, TimesAreWrittenAsToCharsWritesThem) {
+    std::vector<int64_t> times = {1, 9, 10, 99999999, 100000000, 9999999999999999, 10000000000000000,
+                                  10000000000000001, 99999999999999999, 100000000000000000,
+                                  999999999999999999, 1000000000000000000, 1767225600000000000,
+                                  1767225600100000007, 1000000000099999999, 9223372036854775807,
+                                  -1, -1767225600000000000, std::numeric_limits<int64_t>::min()};
+    for (int64_t base = 10000000000000000; base <= 1000000000000000000; base *= 10)
+        for (int64_t step : {1, 9, 10, 100000000, 99999999, 12345678, 87654321})
+            times.push_back(base + step * 7);
+    JsonEncoder encoder;
+    JsonDecoder decoder;
+    for (int64_t time : times) {
+        char digits[24];
+        std::string expected(digits, std::to_chars(digits, digits + sizeof(digits), time).ptr);
+        std::string text = "{\"time\":" + expected + ",\"ingested\":" + expected + ",\"x\":1}";
+        std::vector<std::byte> bytes;
+        ASSERT_FALSE(decoder.decode(text, bytes)) << text;
+        std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
+        std::memcpy(words.data(), bytes.data(), bytes.size());
+        std::string line;
+        ASSERT_TRUE(encoder.encode_frame(wire::Frame{words.data(), words.size()}, line)) << text;
+        EXPECT_EQ(line, text + "\n");
+        capnp::FlatArrayMessageReader reader(kj::arrayPtr(words.data(), words.size()));
+        std::string via_reader;
+        encoder.encode(reader.getRoot<schema::Message>(), via_reader);
+        EXPECT_EQ(via_reader, text + "\n");
+    }
 }
