@@ -559,7 +559,16 @@ struct JsonDecoder::Impl {
         return name_a.back() == name_b.back() && name_a[0] == name_b[0] &&
                std::memcmp(name_a.data(), name_b.data(), name_a.size()) == 0;
     }
-    void drop_duplicates();
+    // Marks each duplicate dropped but the first, which takes the last one's value; says
+    // whether there was any.
+    bool drop_duplicates();
+    // Lines of one stream mostly have the same keys: a line whose keys are those of the last
+    // line (every one found in the key cache, in that place), both without nested objects,
+    // has that line's duplicates, and when it had none there is nothing to look for.
+    static constexpr size_t k_not_clean = SIZE_MAX;
+    size_t m_clean_keys = k_not_clean;  // the last line's key count, when it had no duplicate
+    bool m_keys_all_cached = false;     // this line's keys so far were all found in the cache
+    bool m_nested = false;              // this line has a nested object with members
     void build(std::vector<std::byte>& out);
     bool build_direct(std::vector<std::byte>& out);
 };
@@ -617,8 +626,23 @@ std::optional<std::string> JsonDecoder::Impl::parse(std::string_view line, Paddi
         m_copy.resize(capacity);
         text = m_copy.data();
     }
-    if ((m_path == DecodePath::fast && flat_decode(text, line.size())) ||
-        dom_decode(text, line.size())) {
+    size_t clean_keys = m_clean_keys;
+    m_clean_keys = k_not_clean;
+    if (m_path == DecodePath::fast && flat_decode(text, line.size())) {
+#if defined(__SSE2__)
+        bool same_shape = m_keys_all_cached && !m_nested;
+        if (same_shape && m_key_index == clean_keys) {
+            m_clean_keys = clean_keys;  // the keys of a line without duplicates
+        } else if (!drop_duplicates() && same_shape) {
+            m_clean_keys = m_key_index;
+        }
+#else
+        (void)clean_keys;
+        drop_duplicates();
+#endif
+        return std::nullopt;
+    }
+    if (dom_decode(text, line.size())) {
         drop_duplicates();
         return std::nullopt;
     }
@@ -852,6 +876,7 @@ bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_vi
             p += cached.size + 1;
             return true;
         }
+        m_keys_all_cached = false;
         const char* start = p;
         bool non_ascii = m_non_ascii;
         m_non_ascii = false;
@@ -870,6 +895,7 @@ bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_vi
         m_non_ascii = m_non_ascii || non_ascii;
         return true;
     }
+    m_keys_all_cached = false;
 #endif
     if (!flat_string(p, end, key)) return false;
     top = top_key(key);
@@ -879,8 +905,10 @@ bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_vi
 bool JsonDecoder::Impl::flat_decode(const char* text, size_t size) {
     reset();
     m_non_ascii = false;
+    m_nested = false;
 #if defined(__SSE2__)
     m_key_index = 0;
+    m_keys_all_cached = true;
 #endif
     const char* end = text + size;
     const char* p = skip_space(text, end);
@@ -1033,6 +1061,7 @@ bool JsonDecoder::Impl::flat_field(std::string_view key, const char*& p, const c
                 field->text = "{}";
                 return true;
             }
+            m_nested = true;
             size_t prefix_size = m_prefix.size();
             m_prefix += key;
             m_prefix += '.';
@@ -1453,7 +1482,7 @@ std::optional<std::string> JsonDecoder::Impl::read_field(std::string_view key, o
     return invalid_json(simdjson::TAPE_ERROR, where(key));
 }
 
-void JsonDecoder::Impl::drop_duplicates() {
+bool JsonDecoder::Impl::drop_duplicates() {
     // The last value wins, in the place of the first: a small message compares pairs, a
     // large one sorts, so that a line of a thousand keys costs n log n, not n squared.
     constexpr size_t k_pairwise_fields = 16;
@@ -1466,17 +1495,19 @@ void JsonDecoder::Impl::drop_duplicates() {
         first.name_offset = offset;
         first.name_size = size;
     };
+    bool any = false;
     if (count <= k_pairwise_fields) {
         for (size_t i = 1; i < count; ++i) {
             for (size_t j = 0; j < i; ++j) {
                 if (!m_fields[j].dropped && same_name(m_fields[j], m_fields[i])) {
                     take(m_fields[j], m_fields[i]);
                     m_fields[i].dropped = true;
+                    any = true;
                     break;
                 }
             }
         }
-        return;
+        return any;
     }
     m_order.resize(count);
     for (size_t i = 0; i < count; ++i) m_order[i] = static_cast<uint32_t>(i);
@@ -1492,9 +1523,11 @@ void JsonDecoder::Impl::drop_duplicates() {
         if (last > run) {
             take(m_fields[m_order[run]], m_fields[m_order[last]]);
             for (size_t k = run + 1; k <= last; ++k) m_fields[m_order[k]].dropped = true;
+            any = true;
         }
         run = last + 1;
     }
+    return any;
 }
 
 namespace {

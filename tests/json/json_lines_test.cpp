@@ -132,3 +132,32 @@ TEST(JsonLines, TimesAreWrittenAsToCharsWritesThem) {
         EXPECT_EQ(via_reader, text + "\n");
     }
 }
+
+// A decoder remembers the keys of the last lines (the key cache, and whether a line with
+// those keys had duplicates): whatever the order of lines, each gives the frame a fresh
+// decoder and the reference give it.
+TEST(JsonLines, LinesWithTheKeysOfTheLastOnesGiveFreshFrames) {
+    const std::vector<std::string> lines = {
+        R"({"a":1,"b":2})", R"({"a":1,"b":2})", R"({"a":3,"b":4})", R"({"a":1,"a":2})",
+        R"({"a":1,"a":2})", R"({"a":1,"a":2})", R"({"a":1,"b":2})", R"({"a":1,"b":2})",
+        R"({"a":1,"b":2,"a":3})", R"({"a":1,"b":2})", R"({"a":{"b":1},"a.b":2})",
+        R"({"a":{"b":1},"a.b":2})", R"({"a":{"b":1}})", R"({"a":{"b":1}})", R"({"a":1,"b":2})",
+        R"({"a":1,"b":2})", R"({"a":"x\"y","b":2})", R"({"a":1,"b":2})", R"({"a":1,"b":2})",
+        R"({"time":1,"a":1,"b":2})", R"({"time":1,"a":1,"b":2})", R"({"time":1,"time":2,"a":1})",
+        R"({"$barrier":3,"time":1})", R"({"a":1,"b":2})", R"({"a":1,"b":2})", R"({"b":1,"a":2})",
+        R"({"b":1,"a":2})", R"({"b":1,"a":2,"b":3})", R"({"a":1,"b":2})", R"({"a":1,"b":2})",
+    };
+    JsonDecoder kept, reference(DecodePath::reference);
+    for (int round = 0; round < 2; ++round) {
+        for (const auto& line : lines) {
+            std::vector<std::byte> kept_frame, fresh_frame, reference_frame;
+            auto kept_reason = kept.decode(line, kept_frame);
+            auto fresh_reason = JsonDecoder().decode(line, fresh_frame);
+            auto reference_reason = reference.decode(line, reference_frame);
+            EXPECT_EQ(kept_reason, fresh_reason) << line;
+            EXPECT_EQ(kept_reason, reference_reason) << line;
+            EXPECT_EQ(kept_frame, fresh_frame) << line;
+            EXPECT_EQ(kept_frame, reference_frame) << line;
+        }
+    }
+}
