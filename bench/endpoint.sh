@@ -5,13 +5,16 @@
 #     and 1, sent once to mosquitto 2 (started here) and once to mh-endpoint;
 #  3. idle TLS connections held (logged in over the native protocol), memory per connection.
 # Per case: messages/s and the server's CPU seconds per million messages.
-# Usage: bench/endpoint.sh [NATIVE_MESSAGES] [MQTT_MESSAGES] [IDLE_CONNECTIONS]
-#        (default 2000000 400000 10000)
+# Usage: bench/endpoint.sh [NATIVE_MESSAGES] [MQTT_QOS1_MESSAGES] [IDLE_CONNECTIONS] [MQTT_QOS0_MESSAGES]
+#        (default 2000000 400000 10000 2000000)
+# CPU time comes from /proc in clock ticks (10 ms): QoS 0 sends more messages than QoS 1 so
+# that a tick more or less changes its figure by under 1 %.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NATIVE=${1:-2000000}
 MQTT=${2:-400000}
 IDLE=${3:-10000}
+MQTT_QOS0=${4:-2000000}
 GATEWAYS=8
 BIN=$(realpath "${MH_BIN:-build/tools}")
 [ -x "$BIN/mh-endpoint" ] || { echo "bench: build first (scripts/build.sh)" >&2; exit 1; }
@@ -74,23 +77,29 @@ stop "$EP"
 
 # 2. MQTT: the same mosquitto_pub load to mosquitto and to mh-endpoint. (mosquitto started as
 # root drops to its own user, which cannot read the temporary directory: "user root" keeps it.)
-per=$((MQTT / GATEWAYS))
-awk -v n="$per" 'BEGIN { for (i = 0; i < n; i++)
-  printf "{\"temperature\":%.2f,\"humidity\":%.1f,\"pressure\":%.2f,\"battery\":%.1f,\"status\":\"ok\",\"site\":\"north-field-3\",\"firmware\":\"2.4.1\",\"seq\":%d}\n",
-    20 + (i % 100) / 10, 40 + (i % 30), 1013 + (i % 7) / 3, 90 + (i % 10), i }' > lines.json
-echo "mqtt payload: $(( $(wc -c < lines.json) / per )) bytes per message, $per per gateway"
+lines() {  # lines COUNT FILE: COUNT ~150-byte JSON messages for one gateway
+  awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++)
+    printf "{\"temperature\":%.2f,\"humidity\":%.1f,\"pressure\":%.2f,\"battery\":%.1f,\"status\":\"ok\",\"site\":\"north-field-3\",\"firmware\":\"2.4.1\",\"seq\":%d}\n",
+      20 + (i % 100) / 10, 40 + (i % 30), 1013 + (i % 7) / 3, 90 + (i % 10), i }' > "$2"
+}
+lines $((MQTT_QOS0 / GATEWAYS)) lines-0.json
+lines $((MQTT / GATEWAYS)) lines-1.json
+echo "mqtt payload: $(( $(wc -c < lines-1.json) / (MQTT / GATEWAYS) )) bytes per message;" \
+     "$((MQTT_QOS0 / GATEWAYS)) (QoS 0) and $((MQTT / GATEWAYS)) (QoS 1) per gateway"
 mqtt_load() {  # mqtt_load PORT QOS WITH_AUTH
   local pids=()
   for g in $(seq -f '%02g' 1 $GATEWAYS); do
     local auth=()
     [ "$3" = yes ] && auth=(-u "gw-$g" -P "$(token_of "gw-$g")")
     mosquitto_pub --cafile ca/ca.crt ${MQTT_TLS_VERSION:+--tls-version "$MQTT_TLS_VERSION"} -h 127.0.0.1 -p "$1" "${auth[@]}" -i "bench-$g" -q "$2" \
-      -t "telemetry/sensor-$g" -l < lines.json &
+      -t "telemetry/sensor-$g" -l < "lines-$2.json" &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid"; done
 }
 for qos in 0 1; do
+  count=$MQTT
+  [ "$qos" = 0 ] && count=$MQTT_QOS0
   port=$(free_port)
   printf 'user root\nlistener %s 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nallow_anonymous true\nlog_dest none\n' \
     "$port" "$WORK/ca/ca.crt" "$WORK/server/server.crt" "$WORK/server/server.key" > mosquitto.conf
@@ -101,7 +110,7 @@ for qos in 0 1; do
   before=$(cpu_ticks "$MOSQ"); start=$(now)
   mqtt_load "$port" "$qos" no
   end=$(now); after=$(cpu_ticks "$MOSQ")
-  report "mosquitto $(mosquitto -h | head -1 | awk '{print $3}'), mosquitto_pub -l, QoS $qos" "$MQTT" \
+  report "mosquitto $(mosquitto -h | head -1 | awk '{print $3}'), mosquitto_pub -l, QoS $qos" "$count" \
     $((end - start)) $((after - before))
   stop "$MOSQ"
 
@@ -109,7 +118,7 @@ for qos in 0 1; do
   before=$(cpu_ticks "$EP"); start=$(now)
   mqtt_load "$PORT" "$qos" yes
   end=$(now); after=$(cpu_ticks "$EP")
-  report "mh-endpoint, mosquitto_pub -l, QoS $qos" "$MQTT" $((end - start)) $((after - before))
+  report "mh-endpoint, mosquitto_pub -l, QoS $qos" "$count" $((end - start)) $((after - before))
   stop "$EP"
 done
 

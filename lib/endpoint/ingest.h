@@ -44,6 +44,32 @@ struct TextHash {
     size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
 };
 
+// The registry's answers to "may this gateway publish for this source?", kept per gateway.
+// A gateway's messages mostly come for one source after another (an MQTT topic, a sensor's
+// burst): the last answer is compared first, before the hash of the source is computed.
+class SourceAnswers {
+public:
+    const bool* find(std::string_view source) {
+        if (m_last && m_last->first == source) return &m_last->second;
+        auto it = m_answers.find(source);
+        if (it == m_answers.end()) return nullptr;
+        m_last = &*it;
+        return &it->second;
+    }
+    void remember(std::string_view source, bool answer) {
+        if (m_answers.size() >= k_source_cache_entries) clear();
+        m_last = &*m_answers.emplace(std::string(source), answer).first;
+    }
+    void clear() {  // on reload; node addresses (m_last) end with their nodes
+        m_last = nullptr;
+        m_answers.clear();
+    }
+
+private:
+    std::unordered_map<std::string, bool, TextHash, std::equal_to<>> m_answers;
+    const std::pair<const std::string, bool>* m_last = nullptr;
+};
+
 // A command waiting in memory for its gateway (without --command-queue).
 struct QueuedCommand {
     int64_t expires_ns;
@@ -57,7 +83,7 @@ struct GatewayState {
     TokenBucket messages;
     TokenBucket bytes;
     uint32_t connections = 0;
-    std::unordered_map<std::string, bool, TextHash, std::equal_to<>> may_publish;  // cache, cleared on reload
+    SourceAnswers may_publish;                         // cleared on reload
     std::deque<QueuedCommand> commands;                // waiting for delivery
     std::map<std::string, MqttSlot> mqtt_sessions;     // persistent MQTT sessions by client id
 };
@@ -92,7 +118,8 @@ public:
     Verdict json(GatewayState& gateway, std::string_view text, int64_t now_ns, Overrides overrides = {},
                  std::string* error = nullptr);
 
-    // Hands everything written so far to the output for real; true if there was anything.
+    // Hands everything written so far to the output for real, and publishes the counts;
+    // true if there was anything written.
     bool flush();
     void set_gatekeeper(const Gatekeeper& gatekeeper) { m_gatekeeper = &gatekeeper; }
     // Messages of kind `kind` (their own: no override) are not ingested but handed to
@@ -111,6 +138,7 @@ private:
     Verdict stamp(GatewayState& gateway, const wire::Frame* original, size_t frame_bytes, int64_t now_ns,
                   Overrides overrides);
     Verdict write(const std::vector<std::byte>& stamped);
+    Verdict accepted(size_t frame_bytes);  // counts a frame written
 
     wire::FrameSink& m_sink;
     const Gatekeeper* m_gatekeeper;  // swapped by a reload
@@ -123,6 +151,11 @@ private:
     std::vector<std::byte> m_diverted;  // a JSON message's frame, for the divert
     JsonDecoder m_decoder;
     std::vector<std::byte> m_out;
+    // Counted here and added to the shared counters at flush(): an atomic add per message
+    // and counter cost more than the counting.
+    struct Counts {
+        uint64_t messages_in = 0, bytes_in = 0, messages_out = 0, bytes_out = 0;
+    } m_pending;
     bool m_dirty = false;
     std::string m_divert_kind;
     Divert m_divert;

@@ -61,7 +61,7 @@ PumpResult pump(wire::FrameSource& source, std::span<wire::FrameSink* const> sin
     // is nothing to check (frames we made ourselves) and nothing to copy.
     std::vector<std::byte>* in_place = nullptr;
     if (sinks.size() == 1 && options.check == Check::framing_only && source.makes_frames_in_place())
-        in_place = sinks[0]->append_buffer();
+        in_place = sinks[0]->frame_buffer();
     auto next_frame = [&](wire::Wait wait) {
         if (!in_place) return source.next(wait, frame);
         size_t before = in_place->size();
@@ -104,7 +104,7 @@ PumpResult pump(wire::FrameSource& source, std::span<wire::FrameSink* const> sin
             }
         }
         if (in_place)
-            sinks[0]->commit_appended();
+            sinks[0]->commit();
         else
             for (auto* sink : sinks) sink->write(frame);
         ++local.out;

@@ -14,6 +14,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace mh::tls {
 
@@ -77,11 +78,18 @@ struct IoResult {
 
 enum class Role { server, client };
 
+struct SocketReader;  // the buffer OpenSSL (and then RecordReader) reads the socket through
+class RecordReader;
+
 // One TLS connection over a non-blocking socket it does not own. OpenSSL writes with
 // write(2): the process must ignore SIGPIPE (cli::run_main does) to see a hang-up as an error.
+// A server session that ends its handshake on TLS 1.3 reads the client's records itself
+// (RecordReader, with the secret OpenSSL reports through the context's key log callback);
+// OpenSSL keeps doing the handshake and the writing.
 class Session {
 public:
     Session(const Context& context, int fd, Role role, const std::string& server_name = {});
+    ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
@@ -96,8 +104,6 @@ public:
     // after each one (SSL_MODE_RELEASE_BUFFERS, which keeps idle connections small, costs a
     // malloc and a free per record); let go, it frees what it no longer needs.
     void hold_buffers(bool hold);
-    // Plaintext OpenSSL has already decrypted and buffered: epoll will not report it.
-    bool pending() const { return SSL_pending(m_ssl.get()) > 0; }
     // Best effort close_notify; never blocks.
     void shutdown();
 
@@ -105,13 +111,32 @@ public:
     std::optional<Fingerprint> peer_fingerprint() const;
     std::string version() const { return SSL_get_version(m_ssl.get()); }
     const std::string& error() const { return m_error; }
+    // Whether this session reads records itself (a TLS 1.3 server session past its handshake).
+    bool reads_records() const { return m_records != nullptr; }
+    // Off: every session leaves reading to OpenSSL (tests, and comparisons in benchmarks).
+    static void read_records_when_possible(bool on);
+
+    // Called by the context's key log callback with each secret OpenSSL derives.
+    void on_secret(std::string_view label, std::span<const uint8_t> secret);
 
 private:
     Io classify(int ret, const char* call);
+    void take_over_reading();
+    IoResult read_records(std::span<std::byte> into);
+    IoResult open_records(std::span<std::byte> into);
     struct Free {
         void operator()(SSL* ssl) const { SSL_free(ssl); }
     };
     std::unique_ptr<SSL, Free> m_ssl;
+    Role m_role;
+    SocketReader* m_reader;  // owned by OpenSSL's read BIO, which lives as long as m_ssl
+    std::unique_ptr<RecordReader> m_records;
+    std::unique_ptr<uint8_t[]> m_client_secret;  // from the key log until the handshake ends
+    size_t m_client_secret_bytes = 0;
+    // Plaintext of a record opened in place in the reader's buffer, not yet read.
+    size_t m_plain_begin = 0, m_plain_end = 0;
+    bool m_key_update_owed = false;  // the client asked for a KeyUpdate in return
+    Io m_deferred = Io::done;        // the status after the bytes the last read returned
     std::string m_error;
 };
 

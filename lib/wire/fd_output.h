@@ -51,8 +51,8 @@ public:
     explicit FdFrameWriter(int fd) : m_output(fd) {}
     void write(const Frame& frame) override { m_output.append(frame.bytes()); }
     void flush() override { m_output.flush(); }
-    std::vector<std::byte>* append_buffer() override { return &m_output.buffer(); }
-    void commit_appended() override { m_output.commit(); }
+    std::vector<std::byte>* frame_buffer() override { return &m_output.buffer(); }
+    void commit() override { m_output.commit(); }
 
 private:
     FdOutput m_output;

@@ -48,11 +48,11 @@ public:
     virtual void write(const Frame& frame) = 0;
     // Sends everything buffered; called when the input is idle and at the end.
     virtual void flush() = 0;
-    // For a sink that writes frames unchanged from a buffer (a pipe or file): the buffer,
-    // for frames to be appended to in place, then commit_appended() after each. Null for
-    // the rest, which take frames by write().
-    virtual std::vector<std::byte>* append_buffer() { return nullptr; }
-    virtual void commit_appended() {}
+    // A sink that buffers frames as they are may let a writer append one in place, sparing
+    // a copy: the buffer to append whole frames to, then commit() after each; nullptr if
+    // the sink has none (then write()).
+    virtual std::vector<std::byte>* frame_buffer() { return nullptr; }
+    virtual void commit() {}
 };
 
 }  // namespace mh::wire
