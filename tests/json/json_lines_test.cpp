@@ -161,3 +161,20 @@ TEST(JsonLines, LinesWithTheKeysOfTheLastOnesGiveFreshFrames) {
         }
     }
 }
+
+// Texts of every length up to a few words, where the frame writer copies short ones its own
+// way: the bytes of Cap'n Proto's builder (the reference path), names and values alike.
+TEST(JsonLines, TextsOfEveryShortLengthGiveTheReferenceBytes) {
+    JsonDecoder fast, reference(DecodePath::reference);
+    std::string letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for (size_t size = 0; size <= 40; ++size) {
+        std::string text = letters.substr(0, size);
+        std::string name = size ? letters.substr(letters.size() - size) : "n";
+        std::string line = "{\"source\":\"" + text + "\",\"gateway\":\"" + text + "\",\"kind\":\"" + text +
+                           "\",\"" + name + "\":\"" + text + "\",\"" + name + "x\":1}";
+        std::vector<std::byte> fast_frame, reference_frame;
+        ASSERT_FALSE(fast.decode(line, fast_frame)) << line;
+        ASSERT_FALSE(reference.decode(line, reference_frame)) << line;
+        EXPECT_EQ(fast_frame, reference_frame) << line;
+    }
+}
