@@ -559,7 +559,16 @@ struct JsonDecoder::Impl {
         return name_a.back() == name_b.back() && name_a[0] == name_b[0] &&
                std::memcmp(name_a.data(), name_b.data(), name_a.size()) == 0;
     }
-    void drop_duplicates();
+    // Marks each duplicate dropped but the first, which takes the last one's value; says
+    // whether there was any.
+    bool drop_duplicates();
+    // Lines of one stream mostly have the same keys: a line whose keys are those of the last
+    // line (every one found in the key cache, in that place), both without nested objects,
+    // has that line's duplicates, and when it had none there is nothing to look for.
+    static constexpr size_t k_not_clean = SIZE_MAX;
+    size_t m_clean_keys = k_not_clean;  // the last line's key count, when it had no duplicate
+    bool m_keys_all_cached = false;     // this line's keys so far were all found in the cache
+    bool m_nested = false;              // this line has a nested object with members
     void build(std::vector<std::byte>& out);
     bool build_direct(std::vector<std::byte>& out);
 };
@@ -617,8 +626,23 @@ std::optional<std::string> JsonDecoder::Impl::parse(std::string_view line, Paddi
         m_copy.resize(capacity);
         text = m_copy.data();
     }
-    if ((m_path == DecodePath::fast && flat_decode(text, line.size())) ||
-        dom_decode(text, line.size())) {
+    size_t clean_keys = m_clean_keys;
+    m_clean_keys = k_not_clean;
+    if (m_path == DecodePath::fast && flat_decode(text, line.size())) {
+#if defined(__SSE2__)
+        bool same_shape = m_keys_all_cached && !m_nested;
+        if (same_shape && m_key_index == clean_keys) {
+            m_clean_keys = clean_keys;  // the keys of a line without duplicates
+        } else if (!drop_duplicates() && same_shape) {
+            m_clean_keys = m_key_index;
+        }
+#else
+        (void)clean_keys;
+        drop_duplicates();
+#endif
+        return std::nullopt;
+    }
+    if (dom_decode(text, line.size())) {
         drop_duplicates();
         return std::nullopt;
     }
@@ -680,6 +704,9 @@ void JsonDecoder::Impl::reset() {
 namespace {
 
 inline const char* skip_space(const char* p, const char* end) {
+    // Mostly there is no space at all: one test. The text is followed by padding, so *p is
+    // readable at `end` too, and returning p there is what the loop would do.
+    if (static_cast<unsigned char>(*p) > ' ') return p;
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
     return p;
 }
@@ -849,6 +876,7 @@ bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_vi
             p += cached.size + 1;
             return true;
         }
+        m_keys_all_cached = false;
         const char* start = p;
         bool non_ascii = m_non_ascii;
         m_non_ascii = false;
@@ -867,6 +895,7 @@ bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_vi
         m_non_ascii = m_non_ascii || non_ascii;
         return true;
     }
+    m_keys_all_cached = false;
 #endif
     if (!flat_string(p, end, key)) return false;
     top = top_key(key);
@@ -876,8 +905,10 @@ bool JsonDecoder::Impl::flat_key(const char*& p, const char* end, std::string_vi
 bool JsonDecoder::Impl::flat_decode(const char* text, size_t size) {
     reset();
     m_non_ascii = false;
+    m_nested = false;
 #if defined(__SSE2__)
     m_key_index = 0;
+    m_keys_all_cached = true;
 #endif
     const char* end = text + size;
     const char* p = skip_space(text, end);
@@ -1030,6 +1061,7 @@ bool JsonDecoder::Impl::flat_field(std::string_view key, const char*& p, const c
                 field->text = "{}";
                 return true;
             }
+            m_nested = true;
             size_t prefix_size = m_prefix.size();
             m_prefix += key;
             m_prefix += '.';
@@ -1450,7 +1482,7 @@ std::optional<std::string> JsonDecoder::Impl::read_field(std::string_view key, o
     return invalid_json(simdjson::TAPE_ERROR, where(key));
 }
 
-void JsonDecoder::Impl::drop_duplicates() {
+bool JsonDecoder::Impl::drop_duplicates() {
     // The last value wins, in the place of the first: a small message compares pairs, a
     // large one sorts, so that a line of a thousand keys costs n log n, not n squared.
     constexpr size_t k_pairwise_fields = 16;
@@ -1463,17 +1495,19 @@ void JsonDecoder::Impl::drop_duplicates() {
         first.name_offset = offset;
         first.name_size = size;
     };
+    bool any = false;
     if (count <= k_pairwise_fields) {
         for (size_t i = 1; i < count; ++i) {
             for (size_t j = 0; j < i; ++j) {
                 if (!m_fields[j].dropped && same_name(m_fields[j], m_fields[i])) {
                     take(m_fields[j], m_fields[i]);
                     m_fields[i].dropped = true;
+                    any = true;
                     break;
                 }
             }
         }
-        return;
+        return any;
     }
     m_order.resize(count);
     for (size_t i = 0; i < count; ++i) m_order[i] = static_cast<uint32_t>(i);
@@ -1489,9 +1523,11 @@ void JsonDecoder::Impl::drop_duplicates() {
         if (last > run) {
             take(m_fields[m_order[run]], m_fields[m_order[last]]);
             for (size_t k = run + 1; k <= last; ++k) m_fields[m_order[k]].dropped = true;
+            any = true;
         }
         run = last + 1;
     }
+    return any;
 }
 
 namespace {
@@ -1725,10 +1761,48 @@ inline char* write_plain_string(char* p, std::string_view text) {
     *p++ = '"';
     return p;
 }
+
+// The same for a field's name, which must have no '.' either (a dotted name nests: encode()
+// writes it), checked in the same pass.
+inline char* write_plain_name(char* p, std::string_view text) {
+    for (char c : text)
+        if (k_special[static_cast<unsigned char>(c)] || c == '.') return nullptr;
+    *p++ = '"';
+    std::memcpy(p, text.data(), text.size());
+    p += text.size();
+    *p++ = '"';
+    return p;
+}
+
+// The eight decimal digits of `value` (< 10^8, leading zeros kept) at `p`, all at once: the
+// halves, then their pairs, then their digits, each split by multiplying by a reciprocal
+// in lanes of one word.
+inline void write_8_digits(char* p, uint64_t value) {
+    uint64_t halves = value / 10000 | (value % 10000) << 32;          // 32-bit lanes, < 10^4
+    uint64_t hundreds = ((halves * 5243) >> 19) & 0x0000007F0000007F;  // lane / 100
+    uint64_t pairs = hundreds | (halves - hundreds * 100) << 16;       // 16-bit lanes, < 100
+    uint64_t tens = ((pairs * 103) >> 10) & 0x000F000F000F000F;        // lane / 10
+    uint64_t digits = tens | (pairs - tens * 10) << 8;                 // bytes, < 10
+    digits += 0x3030303030303030;
+    std::memcpy(p, &digits, 8);
+}
+
+// Integer nanoseconds as std::to_chars writes them; the common case, a time since 1970-04
+// (17 to 19 digits), in three pieces rather than two digits at a time.
+inline char* write_nanoseconds(char* p, int64_t ns) {
+    constexpr int64_t k_ten_to_16 = 10000000000000000;
+    if (ns < k_ten_to_16) return std::to_chars(p, p + 24, ns).ptr;
+    auto value = static_cast<uint64_t>(ns);
+    p = std::to_chars(p, p + 4, value / k_ten_to_16).ptr;  // 1 to 3 digits
+    value %= k_ten_to_16;
+    write_8_digits(p, value / 100000000);
+    write_8_digits(p + 8, value % 100000000);
+    return p + 16;
+}
 }  // namespace
 
 char* JsonEncoder::Impl::write_time(char* p, int64_t ns) const {
-    if (m_time_format == TimeFormat::nanoseconds) return std::to_chars(p, p + 24, ns).ptr;
+    if (m_time_format == TimeFormat::nanoseconds) return write_nanoseconds(p, ns);
     *p++ = '"';
     p = format_rfc3339(ns, p);
     *p++ = '"';
@@ -1746,9 +1820,7 @@ bool JsonEncoder::Impl::encode_plain(const Flat& message, std::string& out) {
     size_t bound = 128 + 2 * k_time_chars + message.source.size() + message.gateway.size() +
                    message.kind.size();
     for (const auto& field : message.fields) {
-        if (field.which == FieldValue::JSON ||
-            std::memchr(field.name.data(), '.', field.name.size()) != nullptr)
-            return false;
+        if (field.which == FieldValue::JSON) return false;  // dotted names: write_plain_name
         bound += field.name.size() + 4 + json::k_float_chars + field.text.size();
     }
     if (m_plain.size() < bound) m_plain.resize(bound);
@@ -1786,7 +1858,7 @@ bool JsonEncoder::Impl::encode_plain(const Flat& message, std::string& out) {
     for (const auto& field : message.fields) {
         if (!first) *p++ = ',';
         first = false;
-        if (!(p = write_plain_string(p, field.name))) return false;
+        if (!(p = write_plain_name(p, field.name))) return false;
         *p++ = ':';
         switch (field.which) {
             case FieldValue::FLOAT:
@@ -2138,21 +2210,43 @@ JsonLineSource::JsonLineSource(int fd, const StopFlag* stop, Log& log, Strict st
     : m_reader(fd, stop, limits.max_frame_bytes), m_log(log), m_strict(strict), m_limits(limits) {}
 
 wire::Next JsonLineSource::next(wire::Wait wait, wire::Frame& frame) {
+    m_frame.clear();
+    wire::Next next = next_into(wait, m_frame);
+    if (next == wire::Next::frame) {
+        // operator new aligns at least as strictly as a Cap'n Proto word.
+        frame.words = reinterpret_cast<const capnp::word*>(m_frame.data());
+        frame.word_count = m_frame.size() / sizeof(capnp::word);
+    }
+    return next;
+}
+
+wire::Next JsonLineSource::next_into(wire::Wait wait, std::vector<std::byte>& out) {
     for (;;) {
         std::string_view line;
         wire::Next next = m_reader.next(wait, line);
         if (next != wire::Next::frame) return next;
 
         std::optional<std::string> reason;
-        m_frame.clear();
+        size_t start = out.size();
         if (m_reader.oversized()) {
             reason = fmt::format("longer than the limit of {} bytes", m_reader.max_line_bytes());
         } else {
-            if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-            reason = m_decoder.decode(line, m_frame, Padding::present);
-            if (!reason && m_frame.size() > m_limits.max_frame_bytes)
+            // Blank (spaces and tabs only): skipped. A loop, not find_first_not_of: it stops
+            // at the first byte, and a call per line costs more.
+            bool blank = true;
+            for (char c : line) {
+                if (c != ' ' && c != '\t') {
+                    blank = false;
+                    break;
+                }
+            }
+            if (blank) continue;
+            reason = m_decoder.decode(line, out, Padding::present);
+            if (!reason && out.size() - start > m_limits.max_frame_bytes) {
                 reason = fmt::format("message of {} bytes is over the frame limit of {} bytes",
-                                     m_frame.size(), m_limits.max_frame_bytes);
+                                     out.size() - start, m_limits.max_frame_bytes);
+                out.resize(start);
+            }
         }
         if (reason) {
             ++m_rejected;
@@ -2163,9 +2257,6 @@ wire::Next JsonLineSource::next(wire::Wait wait, wire::Frame& frame) {
             m_log.warn("line {}: {}", m_reader.line_number(), *reason);
             continue;
         }
-        // operator new aligns at least as strictly as a Cap'n Proto word.
-        frame.words = reinterpret_cast<const capnp::word*>(m_frame.data());
-        frame.word_count = m_frame.size() / sizeof(capnp::word);
         return wire::Next::frame;
     }
 }

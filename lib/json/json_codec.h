@@ -123,6 +123,9 @@ public:
     wire::Next next(wire::Wait wait, wire::Frame& frame) override;
     std::string error() const override { return m_error; }
     uint64_t rejected() const override { return m_rejected; }
+    // The decoder writes each frame where it is asked to: no copy.
+    bool makes_frames_in_place() const override { return true; }
+    wire::Next next_into(wire::Wait wait, std::vector<std::byte>& out) override;
 
 private:
     wire::LineReader m_reader;

@@ -95,9 +95,9 @@ constexpr std::array<uint8_t, 256> k_hex_values = [] {
 
 #if defined(__SSE2__)
 namespace {
-// Sixteen hex digits (either case) -> eight bytes; false when any is not a hex digit.
-inline bool bytes_of_16(const char* text, uint8_t* out) {
-    __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text));
+// Sixteen hex digits (either case) -> eight bytes, as 16-bit lanes; false when any is not
+// a hex digit.
+inline bool bytes_of_16(__m128i c, __m128i& out) {
     // x <= limit, unsigned: min(x, limit) == x.
     auto at_most = [](__m128i x, char limit) {
         return _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(limit)), x);
@@ -111,32 +111,42 @@ inline bool bytes_of_16(const char* text, uint8_t* out) {
     __m128i value = _mm_or_si128(_mm_and_si128(is_digit, digit),
                                  _mm_and_si128(is_letter, _mm_add_epi8(letter, _mm_set1_epi8(10))));
     // Pairs as 16-bit lanes, the first digit in the low byte: (first << 4) | second.
-    __m128i pairs = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(value, _mm_set1_epi16(0x00ff)), 4),
-                                 _mm_srli_epi16(value, 8));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(pairs, pairs));
+    out = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(value, _mm_set1_epi16(0x00ff)), 4),
+                       _mm_srli_epi16(value, 8));
     return true;
+}
+
+// The id's 32 digits, in two registers: its 16 bytes, stored at once (the caller reloads them
+// whole, which a store of two halves would stall).
+inline std::optional<MessageId> id_of_32(__m128i first, __m128i second) {
+    __m128i high, low;
+    if (!bytes_of_16(first, high) || !bytes_of_16(second, low)) return std::nullopt;
+    MessageId id;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(id.data()), _mm_packus_epi16(high, low));
+    return id;
 }
 }  // namespace
 #endif
 
 std::optional<MessageId> parse_id(std::string_view text) {
 #if defined(__SSE2__)
-    MessageId id;
     if (text.size() == k_id_text_chars) {
         if (text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') return std::nullopt;
-        char hex[32];
-        std::memcpy(hex, text.data(), 8);
-        std::memcpy(hex + 8, text.data() + 9, 4);
-        std::memcpy(hex + 12, text.data() + 14, 4);
-        std::memcpy(hex + 16, text.data() + 19, 4);
-        std::memcpy(hex + 20, text.data() + 24, 12);
-        if (!bytes_of_16(hex, id.data()) || !bytes_of_16(hex + 16, id.data() + 8)) return std::nullopt;
-        return id;
+        // The 32 digits gathered in registers, not through a buffer on the stack: a 16-byte
+        // load of what narrower stores just wrote stalls (no store forwarding).
+        auto load = [&](size_t at, auto word) {
+            std::memcpy(&word, text.data() + at, sizeof(word));
+            return static_cast<uint64_t>(word);
+        };
+        __m128i first = _mm_set_epi64x(static_cast<int64_t>(load(9, uint32_t{}) | load(14, uint32_t{}) << 32),
+                                       static_cast<int64_t>(load(0, uint64_t{})));
+        __m128i second = _mm_set_epi64x(static_cast<int64_t>(load(28, uint64_t{})),
+                                        static_cast<int64_t>(load(19, uint32_t{}) | load(24, uint32_t{}) << 32));
+        return id_of_32(first, second);
     }
     if (text.size() == 32) {
-        if (!bytes_of_16(text.data(), id.data()) || !bytes_of_16(text.data() + 16, id.data() + 8))
-            return std::nullopt;
-        return id;
+        auto load = [&](size_t at) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(text.data() + at)); };
+        return id_of_32(load(0), load(16));
     }
     return std::nullopt;
 #else

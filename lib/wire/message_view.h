@@ -52,7 +52,7 @@ public:
     // Text (NUL-terminated) or Data at the next free word, pointed to from `at`.
     void bytes(uint64_t at, std::string_view bytes, bool is_text) {
         list_pointer(at, m_next, k_byte_elements, bytes.size() + is_text);
-        if (!bytes.empty()) std::memcpy(m_segment + m_next * 8, bytes.data(), bytes.size());
+        copy(m_segment + m_next * 8, bytes.data(), bytes.size());
         m_next += is_text ? text_words(bytes.size()) : data_words(bytes.size());
     }
     // The same, but empty bytes stay a null pointer (an unset part).
@@ -66,6 +66,26 @@ public:
     }
 
 private:
+    // memcpy, inline for the short texts most are (names, sources, ids): two loads and two
+    // stores that may overlap, never a byte outside [to, to + size).
+    static void copy(std::byte* to, const char* from, size_t size) {
+        if (size >= 8 && size <= 16) {
+            uint64_t head, tail;
+            std::memcpy(&head, from, 8);
+            std::memcpy(&tail, from + size - 8, 8);
+            std::memcpy(to, &head, 8);
+            std::memcpy(to + size - 8, &tail, 8);
+        } else if (size >= 4 && size < 8) {
+            uint32_t head, tail;
+            std::memcpy(&head, from, 4);
+            std::memcpy(&tail, from + size - 4, 4);
+            std::memcpy(to, &head, 4);
+            std::memcpy(to + size - 4, &tail, 4);
+        } else if (size > 0) {
+            std::memcpy(to, from, size);
+        }
+    }
+
     std::byte* m_segment;
     uint64_t m_next = 0;
 };

@@ -4,6 +4,7 @@
 
 #include "wire/frame.h"
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,20 @@ public:
     virtual std::string error() const { return {}; }
     // Frames the source itself rejected and skipped (bad JSON lines, garbled batches).
     virtual uint64_t rejected() const { return 0; }
+    // For a source that makes its frames (a decoder): whether next_into() writes them
+    // straight into the caller's buffer, sparing the copy next() and a write would make.
+    virtual bool makes_frames_in_place() const { return false; }
+    // As next(), but a frame is appended to `out` (whole words, so frames stay aligned)
+    // instead of being handed out; nothing is appended unless Next::frame is returned.
+    virtual Next next_into(Wait wait, std::vector<std::byte>& out) {
+        Frame frame;
+        Next next = this->next(wait, frame);
+        if (next == Next::frame) {
+            auto bytes = frame.bytes();
+            out.insert(out.end(), bytes.begin(), bytes.end());
+        }
+        return next;
+    }
 };
 
 class FrameSink {
