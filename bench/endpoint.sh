@@ -2,7 +2,7 @@
 # mh-endpoint on this machine, everything over TLS on loopback:
 #  1. the native protocol with mh-gen --connect as 8 gateways;
 #  2. MQTT: 8 concurrent `mosquitto_pub -l` (one ~150-byte JSON message per line), QoS 0
-#     and 1, sent once to mosquitto 2 (started here) and once to mh-endpoint;
+#     and 1, sent to mosquitto 2 (started here) and to mh-endpoint in 4 alternating rounds;
 #  3. idle TLS connections held (logged in over the native protocol), memory per connection.
 # Per case: messages/s and the server's CPU seconds per million messages.
 # Usage: bench/endpoint.sh [NATIVE_MESSAGES] [MQTT_QOS1_MESSAGES] [IDLE_CONNECTIONS] [MQTT_QOS0_MESSAGES]
@@ -82,10 +82,10 @@ lines() {  # lines COUNT FILE: COUNT ~150-byte JSON messages for one gateway
     printf "{\"temperature\":%.2f,\"humidity\":%.1f,\"pressure\":%.2f,\"battery\":%.1f,\"status\":\"ok\",\"site\":\"north-field-3\",\"firmware\":\"2.4.1\",\"seq\":%d}\n",
       20 + (i % 100) / 10, 40 + (i % 30), 1013 + (i % 7) / 3, 90 + (i % 10), i }' > "$2"
 }
-lines $((MQTT_QOS0 / GATEWAYS)) lines-0.json
-lines $((MQTT / GATEWAYS)) lines-1.json
-echo "mqtt payload: $(( $(wc -c < lines-1.json) / (MQTT / GATEWAYS) )) bytes per message;" \
-     "$((MQTT_QOS0 / GATEWAYS)) (QoS 0) and $((MQTT / GATEWAYS)) (QoS 1) per gateway"
+lines $((MQTT_QOS0 / GATEWAYS / 4)) lines-0.json  # a round's: 4 rounds (ROUNDS below)
+lines $((MQTT / GATEWAYS / 4)) lines-1.json
+echo "mqtt payload: $(( $(wc -c < lines-1.json) / (MQTT / GATEWAYS / 4) )) bytes per message;" \
+     "$((MQTT_QOS0 / GATEWAYS)) (QoS 0) and $((MQTT / GATEWAYS)) (QoS 1) per gateway in 4 rounds"
 mqtt_load() {  # mqtt_load PORT QOS WITH_AUTH
   local pids=()
   for g in $(seq -f '%02g' 1 $GATEWAYS); do
@@ -97,6 +97,9 @@ mqtt_load() {  # mqtt_load PORT QOS WITH_AUTH
   done
   for pid in "${pids[@]}"; do wait "$pid"; done
 }
+# Both servers run side by side and take the load in alternating rounds, so that a change
+# of load on a shared machine weighs on both alike; the figures are the rounds' sums.
+ROUNDS=4
 for qos in 0 1; do
   count=$MQTT
   [ "$qos" = 0 ] && count=$MQTT_QOS0
@@ -107,18 +110,23 @@ for qos in 0 1; do
   MOSQ=$!
   PIDS+=("$MOSQ")
   for _ in $(seq 1 200); do ss -ltn | grep -q ":$port " && break; sleep 0.05; done
-  before=$(cpu_ticks "$MOSQ"); start=$(now)
-  mqtt_load "$port" "$qos" no
-  end=$(now); after=$(cpu_ticks "$MOSQ")
-  report "mosquitto $(mosquitto -h | head -1 | awk '{print $3}'), mosquitto_pub -l, QoS $qos" "$count" \
-    $((end - start)) $((after - before))
-  stop "$MOSQ"
-
   start_endpoint mqtt
-  before=$(cpu_ticks "$EP"); start=$(now)
-  mqtt_load "$PORT" "$qos" yes
-  end=$(now); after=$(cpu_ticks "$EP")
-  report "mh-endpoint, mosquitto_pub -l, QoS $qos" "$count" $((end - start)) $((after - before))
+  mosq_ns=0 mosq_ticks=0 mh_ns=0 mh_ticks=0
+  for _ in $(seq 1 $ROUNDS); do
+    before=$(cpu_ticks "$MOSQ"); start=$(now)
+    mqtt_load "$port" "$qos" no
+    end=$(now); after=$(cpu_ticks "$MOSQ")
+    mosq_ns=$((mosq_ns + end - start)) mosq_ticks=$((mosq_ticks + after - before))
+    before=$(cpu_ticks "$EP"); start=$(now)
+    mqtt_load "$PORT" "$qos" yes
+    end=$(now); after=$(cpu_ticks "$EP")
+    mh_ns=$((mh_ns + end - start)) mh_ticks=$((mh_ticks + after - before))
+  done
+  report "mosquitto $(mosquitto -h | head -1 | awk '{print $3}'), mosquitto_pub -l, QoS $qos" "$count" \
+    "$mosq_ns" "$mosq_ticks"
+  report "mh-endpoint, mosquitto_pub -l, QoS $qos" "$count" "$mh_ns" "$mh_ticks"
+  awk -v a="$mh_ticks" -v b="$mosq_ticks" 'BEGIN { printf "%-40s %9s         %6.2f of mosquitto'"'"'s CPU per message\n", "", "", a / b }'
+  stop "$MOSQ"
   stop "$EP"
 done
 
