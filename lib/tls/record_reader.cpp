@@ -33,6 +33,7 @@ constexpr uint8_t k_user_canceled = 90;  // followed by close_notify (RFC 8446, 
 // are the calls EVP itself makes, without them; the provider interface is OpenSSL 3's
 // stable ABI.
 struct ProviderAead {
+    EVP_CIPHER* cipher = nullptr;  // held for the process's life: it holds the provider
     void* provider_ctx = nullptr;
     OSSL_FUNC_cipher_newctx_fn* newctx = nullptr;
     OSSL_FUNC_cipher_freectx_fn* freectx = nullptr;
@@ -59,7 +60,7 @@ bool names_include(std::string_view names, std::string_view name) {
 
 // The implementation EVP would use for `name`, or nothing (not available: OpenSSL reads).
 std::optional<ProviderAead> find_aead(const char* name) {
-    EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, name, nullptr);  // kept: holds the provider
+    EVP_CIPHER* cipher = EVP_CIPHER_fetch(nullptr, name, nullptr);
     if (!cipher) return std::nullopt;
     const OSSL_PROVIDER* provider = EVP_CIPHER_get0_provider(cipher);
     int no_cache = 0;
@@ -81,7 +82,11 @@ std::optional<ProviderAead> find_aead(const char* name) {
         break;
     }
     if (algorithms) OSSL_PROVIDER_unquery_operation(provider, OSSL_OP_CIPHER, algorithms);
-    if (!aead.complete()) return std::nullopt;
+    if (!aead.complete()) {
+        EVP_CIPHER_free(cipher);
+        return std::nullopt;
+    }
+    aead.cipher = cipher;
     aead.provider_ctx = OSSL_PROVIDER_get0_provider_ctx(provider);
     return aead;
 }
