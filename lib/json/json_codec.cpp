@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -302,6 +303,23 @@ constexpr std::array<int8_t, 256> k_base64_values = [] {
     return table;
 }();
 
+// The eight decimal digits of `value` (< 10^8, leading zeros kept) as the bytes of one
+// word, each 0 to 9, the first digit lowest: the halves, then their pairs, then their
+// digits, each split by multiplying by a reciprocal in lanes of one word.
+inline uint64_t split_8_digits(uint64_t value) {
+    uint64_t halves = value / 10000 | (value % 10000) << 32;          // 32-bit lanes, < 10^4
+    uint64_t hundreds = ((halves * 5243) >> 19) & 0x0000007F0000007F;  // lane / 100
+    uint64_t pairs = hundreds | (halves - hundreds * 100) << 16;       // 16-bit lanes, < 100
+    uint64_t tens = ((pairs * 103) >> 10) & 0x000F000F000F000F;        // lane / 10
+    return tens | (pairs - tens * 10) << 8;                            // bytes, < 10
+}
+
+// The same digits as text at `p`, all at once.
+inline void write_8_digits(char* p, uint64_t value) {
+    uint64_t digits = split_8_digits(value) + 0x3030303030303030;
+    std::memcpy(p, &digits, 8);
+}
+
 }  // namespace
 
 // ---- Building blocks ---------------------------------------------------------------------
@@ -374,10 +392,34 @@ char* write_short_float(char* out, double value) {
         if (scaled >= 1e15) return nullptr;
         // The nearest integer: when k digits fit, scaled is within 0.25 of it (the product
         // errs by far less than that below 10^15); a wrong candidate fails the check anyway.
-        auto digits = static_cast<uint64_t>(scaled + 0.5);
-        if (static_cast<double>(digits) / k_float_powers_of_ten[k] != magnitude) continue;
+        auto digits = static_cast<uint64_t>(static_cast<int64_t>(scaled + 0.5));
+        if (static_cast<double>(static_cast<int64_t>(digits)) / k_float_powers_of_ten[k] != magnitude)
+            continue;
         // A trailing zero would mean a shorter form was missed: fmt decides.
         if (k > 0 && digits % 10 == 0) return nullptr;
+        if (digits < 100000000) {
+            // All digits from one word, with eight '0's before them for a "0." (k = 8
+            // takes one); copied eight bytes at a time, the room allowing it, the point
+            // put between the whole part and the k fraction digits.
+            uint64_t split = split_8_digits(digits);
+            char text[24];
+            std::memset(text, '0', 8);
+            uint64_t chars = split + 0x3030303030303030;
+            std::memcpy(text + 8, &chars, 8);
+            std::memset(text + 16, '0', 8);
+            // Leading zero digits are the low zero bytes of `split` (digits > 0).
+            size_t length = 8 - static_cast<size_t>(std::countr_zero(split)) / 8;
+            size_t whole = length > k ? length - k : 1;
+            std::memcpy(p, text + 16 - k - whole, 8);
+            p += whole;
+            *p++ = '.';
+            if (k == 0) {
+                *p++ = '0';
+                return p;
+            }
+            std::memcpy(p, text + 16 - k, 8);
+            return p + k;
+        }
         auto unit = static_cast<uint64_t>(k_float_powers_of_ten[k]);
         p = std::to_chars(p, out + 32, digits / unit).ptr;
         *p++ = '.';
@@ -1772,19 +1814,6 @@ inline char* write_plain_name(char* p, std::string_view text) {
     p += text.size();
     *p++ = '"';
     return p;
-}
-
-// The eight decimal digits of `value` (< 10^8, leading zeros kept) at `p`, all at once: the
-// halves, then their pairs, then their digits, each split by multiplying by a reciprocal
-// in lanes of one word.
-inline void write_8_digits(char* p, uint64_t value) {
-    uint64_t halves = value / 10000 | (value % 10000) << 32;          // 32-bit lanes, < 10^4
-    uint64_t hundreds = ((halves * 5243) >> 19) & 0x0000007F0000007F;  // lane / 100
-    uint64_t pairs = hundreds | (halves - hundreds * 100) << 16;       // 16-bit lanes, < 100
-    uint64_t tens = ((pairs * 103) >> 10) & 0x000F000F000F000F;        // lane / 10
-    uint64_t digits = tens | (pairs - tens * 10) << 8;                 // bytes, < 10
-    digits += 0x3030303030303030;
-    std::memcpy(p, &digits, 8);
 }
 
 // Integer nanoseconds as std::to_chars writes them; the common case, a time since 1970-04

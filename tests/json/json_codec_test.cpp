@@ -606,6 +606,49 @@ TEST(JsonEncoder, FloatsAreFmtsShortestTextWhicheverPathWritesThem) {
     }
 }
 
+// The short path writes decimals of up to eight digits from one word of digits: every
+// count of whole and fraction digits, leading zeros after the point ("0.05"), the edges
+// at 10^8 digits, and a million random decimals of that size must read as fmt writes them.
+TEST(JsonEncoder, ShortDecimalsOfEveryLengthAreFmtsShortestText) {
+    auto expected = [](double value) {
+        std::string text = fmt::format("{}", value);
+        if (text.find_first_of(".en") == std::string::npos) text += ".0";
+        return text;
+    };
+    auto check = [&](double value) {
+        for (double signed_value : {value, -value}) {
+            std::string text;
+            json::append_float(text, signed_value);
+            ASSERT_EQ(text, expected(signed_value)) << fmt::format("{:a}", signed_value);
+        }
+    };
+    const uint64_t edges[] = {1,        5,        9,        10,       11,       99,       100,      101,
+                              999,      1000,     1001,     9999,     10000,    12345,    99999,    100000,
+                              999999,   1000000,  9999999,  10000000, 12345678, 99999999, 100000000,
+                              100000001, 123456789, 999999999, 1000000000};
+    for (int k = 0; k <= 9; ++k)
+        for (uint64_t digits : edges) {
+            check(std::stod(std::to_string(digits) + "e-" + std::to_string(k)));
+            for (uint64_t near : {digits - 1, digits + 1})
+                check(std::stod(std::to_string(near) + "e-" + std::to_string(k)));
+        }
+    for (double value : {0.001, 0.0015, 0.00999, 0.01, 0.05, 0.1, 0.5, 0.99999999, 0.12345678,
+                         1.0, 1.5, 9.99999999, 10.0, 17.65, 99999999.0, 99999999.5, 9999999.9,
+                         1234567.8, 12345.678, 100000000.0, 0.00012345678, 1e8 - 1e-8})
+        check(value);
+    uint64_t state = 99;
+    auto next = [&] {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        return state >> 11;
+    };
+    for (int i = 0; i < 1000000; ++i) {
+        int length = static_cast<int>(next() % 9) + 1;  // 1 to 9 digits
+        uint64_t digits = next() % static_cast<uint64_t>(std::pow(10, length)) + 1;
+        int fraction_digits = static_cast<int>(next() % 10);
+        check(std::stod(std::to_string(digits) + "e-" + std::to_string(fraction_digits)));
+    }
+}
+
 TEST(JsonEncoder, EscapesControlsKeepsUtf8AndReplacesInvalidBytes) {
     capnp::MallocMessageBuilder builder;
     auto m = builder.initRoot<schema::Message>();
