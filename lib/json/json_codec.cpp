@@ -398,26 +398,23 @@ char* write_short_float(char* out, double value) {
         // A trailing zero would mean a shorter form was missed: fmt decides.
         if (k > 0 && digits % 10 == 0) return nullptr;
         if (digits < 100000000) {
-            // All digits from one word, with eight '0's before them for a "0." (k = 8
-            // takes one); copied eight bytes at a time, the room allowing it, the point
-            // put between the whole part and the k fraction digits.
+            // All digits as the bytes of one word, the first lowest; the whole part (or a
+            // '0') and the k fraction digits shifted down from it and stored eight bytes at
+            // a time, the room allowing it, the point written over the first byte too many.
             uint64_t split = split_8_digits(digits);
-            char text[24];
-            std::memset(text, '0', 8);
             uint64_t chars = split + 0x3030303030303030;
-            std::memcpy(text + 8, &chars, 8);
-            std::memset(text + 16, '0', 8);
             // Leading zero digits are the low zero bytes of `split` (digits > 0).
             size_t length = 8 - static_cast<size_t>(std::countr_zero(split)) / 8;
-            size_t whole = length > k ? length - k : 1;
-            std::memcpy(p, text + 16 - k - whole, 8);
-            p += whole;
+            uint64_t whole_chars = length > k ? chars >> (8 * (8 - length)) : uint64_t{'0'};
+            std::memcpy(p, &whole_chars, 8);
+            p += length > k ? length - k : 1;
             *p++ = '.';
             if (k == 0) {
                 *p++ = '0';
                 return p;
             }
-            std::memcpy(p, text + 16 - k, 8);
+            uint64_t fraction_chars = chars >> (8 * (8 - k));
+            std::memcpy(p, &fraction_chars, 8);
             return p + k;
         }
         auto unit = static_cast<uint64_t>(k_float_powers_of_ten[k]);
@@ -1768,8 +1765,9 @@ struct JsonEncoder::Impl {
     bool is_valid_json(std::string_view text);
 
     // encode() for the common message, written in one piece: see encode_plain().
-    std::vector<char> m_plain;
-    bool encode_plain(const Flat& message, std::string& out);
+    template <typename Out>
+    bool encode_plain(const Flat& message, Out& out);
+    std::string m_line;  // encode()'s line, for a byte buffer
     char* write_time(char* p, int64_t ns) const;
 };
 
@@ -1791,30 +1789,71 @@ bool JsonEncoder::encode_frame(const wire::Frame& frame, std::string& out) {
     return true;
 }
 
+bool JsonEncoder::encode_frame(const wire::Frame& frame, std::vector<std::byte>& out) {
+    if (!wire::read_message_view(frame, &m_impl->m_flat)) return false;
+    if (!m_impl->encode_plain(m_impl->m_flat, out)) {
+        m_impl->m_line.clear();
+        m_impl->encode(m_impl->m_flat, m_impl->m_line);
+        auto* line = reinterpret_cast<const std::byte*>(m_impl->m_line.data());
+        out.insert(out.end(), line, line + m_impl->m_line.size());
+    }
+    return true;
+}
+
 namespace {
-// `text` in quotes when it needs no escaping: ASCII without quotes, backslashes or
-// controls, as source, gateway, kind and field names mostly are. Null when it needs more.
-inline char* write_plain_string(char* p, std::string_view text) {
-    for (char c : text)
-        if (k_special[static_cast<unsigned char>(c)]) return nullptr;
+// Whether any of the eight bytes in `word` needs escaping in a JSON string (a control, a
+// quote, a backslash, non-ASCII) or, with `dots`, is a '.': each test is the classic
+// "has a byte below n / equal to c" on the whole word, exact as a yes or no (a borrow
+// marks a byte wrongly only above a byte that is marked rightly).
+inline bool has_special_byte(uint64_t word, bool dots) {
+    constexpr uint64_t k_ones = 0x0101010101010101, k_highs = 0x8080808080808080;
+    auto has_zero = [](uint64_t v) { return (v - k_ones) & ~v; };
+    uint64_t marks = word | ((word - k_ones * 0x20) & ~word) | has_zero(word ^ (k_ones * '"')) |
+                     has_zero(word ^ (k_ones * '\\'));
+    if (dots) marks |= has_zero(word ^ (k_ones * '.'));
+    return (marks & k_highs) != 0;
+}
+
+// `text` in quotes when it needs no escaping (ASCII without quotes, backslashes or
+// controls, as source, gateway, kind and field names mostly are), and with `dots` no '.'
+// either (a dotted name nests: encode() writes it). Null when it needs more. Checked and
+// copied eight bytes at a time, the last eight overlapping (four for 4 to 7 bytes); never
+// a byte read or written outside the text and its place.
+[[gnu::always_inline]] inline char* write_plain_text(char* p, std::string_view text, bool dots) {
+    const char* s = text.data();
+    size_t size = text.size();
     *p++ = '"';
-    std::memcpy(p, text.data(), text.size());
-    p += text.size();
+    if (size >= 8) {
+        uint64_t word;
+        for (size_t i = 0; i + 8 < size; i += 8) {
+            std::memcpy(&word, s + i, 8);
+            if (has_special_byte(word, dots)) return nullptr;
+            std::memcpy(p + i, &word, 8);
+        }
+        std::memcpy(&word, s + size - 8, 8);
+        if (has_special_byte(word, dots)) return nullptr;
+        std::memcpy(p + size - 8, &word, 8);
+    } else if (size >= 4) {
+        uint32_t head, tail;
+        std::memcpy(&head, s, 4);
+        std::memcpy(&tail, s + size - 4, 4);
+        if (has_special_byte(head | uint64_t{tail} << 32, dots)) return nullptr;
+        std::memcpy(p, &head, 4);
+        std::memcpy(p + size - 4, &tail, 4);
+    } else {
+        for (size_t i = 0; i < size; ++i) {
+            char c = s[i];
+            if (k_special[static_cast<unsigned char>(c)] || (dots && c == '.')) return nullptr;
+            p[i] = c;
+        }
+    }
+    p += size;
     *p++ = '"';
     return p;
 }
 
-// The same for a field's name, which must have no '.' either (a dotted name nests: encode()
-// writes it), checked in the same pass.
-inline char* write_plain_name(char* p, std::string_view text) {
-    for (char c : text)
-        if (k_special[static_cast<unsigned char>(c)] || c == '.') return nullptr;
-    *p++ = '"';
-    std::memcpy(p, text.data(), text.size());
-    p += text.size();
-    *p++ = '"';
-    return p;
-}
+inline char* write_plain_string(char* p, std::string_view text) { return write_plain_text(p, text, false); }
+inline char* write_plain_name(char* p, std::string_view text) { return write_plain_text(p, text, true); }
 
 // Integer nanoseconds as std::to_chars writes them; the common case, a time since 1970-04
 // (17 to 19 digits), in three pieces rather than two digits at a time.
@@ -1840,9 +1879,11 @@ char* JsonEncoder::Impl::write_time(char* p, int64_t ns) const {
 
 // What encode() writes, for a message without a body, without dotted names (no nesting)
 // or json fields, and with texts that need no escaping: written at a pointer into a buffer
-// sized for the worst case, and appended to `out` at once. False, with `out` untouched,
-// for any other message: encode() writes it.
-bool JsonEncoder::Impl::encode_plain(const Flat& message, std::string& out) {
+// sized for the worst case: `out` itself, grown by that much and cut back to the line (a
+// line written elsewhere and then copied would be read back while its stores are still
+// on their way). False, with `out` as it was, for any other message: encode() writes it.
+template <typename Out>
+bool JsonEncoder::Impl::encode_plain(const Flat& message, Out& out) {
     if (message.barrier || !message.body.empty() || (!message.id.empty() && message.id.size() != 16))
         return false;
     constexpr size_t k_time_chars = k_rfc3339_max_chars + 2;
@@ -1852,9 +1893,15 @@ bool JsonEncoder::Impl::encode_plain(const Flat& message, std::string& out) {
         if (field.which == FieldValue::JSON) return false;  // dotted names: write_plain_name
         bound += field.name.size() + 4 + json::k_float_chars + field.text.size();
     }
-    if (m_plain.size() < bound) m_plain.resize(bound);
-    char* start = m_plain.data();
+    size_t old_size = out.size();
+    out.resize(old_size + bound);
+    char* start = reinterpret_cast<char*>(out.data()) + old_size;
     char* p = start;
+    // Undone on the way out of a message that encode() must write.
+    auto decline = [&] {
+        out.resize(old_size);
+        return false;
+    };
     bool first = true;
     auto key = [&](std::string_view text) {  // ",\"name\":", the comma unless first
         if (first) text.remove_prefix(1);
@@ -1882,12 +1929,12 @@ bool JsonEncoder::Impl::encode_plain(const Flat& message, std::string& out) {
                               {",\"kind\":", message.kind}}) {
         if (text.empty()) continue;
         key(name);
-        if (!(p = write_plain_string(p, text))) return false;
+        if (!(p = write_plain_string(p, text))) return decline();
     }
     for (const auto& field : message.fields) {
         if (!first) *p++ = ',';
         first = false;
-        if (!(p = write_plain_name(p, field.name))) return false;
+        if (!(p = write_plain_name(p, field.name))) return decline();
         *p++ = ':';
         switch (field.which) {
             case FieldValue::FLOAT:
@@ -1900,18 +1947,18 @@ bool JsonEncoder::Impl::encode_plain(const Flat& message, std::string& out) {
                 break;
             case FieldValue::INT: p = std::to_chars(p, p + 24, field.int_value).ptr; break;
             case FieldValue::TEXT:
-                if (!(p = write_plain_string(p, field.text))) return false;
+                if (!(p = write_plain_string(p, field.text))) return decline();
                 break;
             case FieldValue::BOOL:
                 std::memcpy(p, field.bool_value ? "true" : "false", field.bool_value ? 4 : 5);
                 p += field.bool_value ? 4 : 5;
                 break;
-            default: return false;
+            default: return decline();
         }
     }
     *p++ = '}';
     *p++ = '\n';
-    out.append(start, static_cast<size_t>(p - start));
+    out.resize(old_size + static_cast<size_t>(p - start));
     return true;
 }
 
@@ -2296,12 +2343,13 @@ JsonSink::JsonSink(int fd, TimeFormat time_format, wire::FrameLimits limits)
     : m_output(fd), m_encoder(time_format), m_opener(limits), m_max_frame_bytes(limits.max_frame_bytes) {}
 
 void JsonSink::write(const wire::Frame& frame) {
-    m_line.clear();
     // Frames within the limit, so that the opener's traversal limit could not refuse one.
-    if (frame.byte_count() <= m_max_frame_bytes && m_encoder.encode_frame(frame, m_line)) {
-        m_output.append(m_line);
+    // Written straight into the output's buffer: no line to copy.
+    if (frame.byte_count() <= m_max_frame_bytes && m_encoder.encode_frame(frame, m_output.buffer())) {
+        m_output.commit();
         return;
     }
+    m_line.clear();
     if (auto reason = m_opener.open(frame)) {
         ++m_rejected;
         m_last_error = std::move(*reason);

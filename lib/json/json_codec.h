@@ -104,6 +104,8 @@ public:
     // Cap'n Proto's reader, and the same line. False, with nothing written, for any other
     // frame: open it and use encode(), which reads (or refuses) it as Cap'n Proto does.
     bool encode_frame(const wire::Frame& frame, std::string& out);
+    // The same, appended to a byte buffer (an output's own, to be written as it is).
+    bool encode_frame(const wire::Frame& frame, std::vector<std::byte>& out);
 
 private:
     struct Impl;
