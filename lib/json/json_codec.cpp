@@ -2342,6 +2342,20 @@ wire::Next JsonLineSource::next_into(wire::Wait wait, std::vector<std::byte>& ou
 JsonSink::JsonSink(int fd, TimeFormat time_format, wire::FrameLimits limits)
     : m_output(fd), m_encoder(time_format), m_opener(limits), m_max_frame_bytes(limits.max_frame_bytes) {}
 
+std::optional<std::string> JsonSink::check_and_write(const wire::Frame& frame,
+                                                    const wire::FrameLimits& limits) {
+    // check_frame()'s own first test (read_message_view within the limit), made by
+    // encode_frame(); a frame past this sink's own limit goes the long way, as in write().
+    if (frame.byte_count() <= limits.max_frame_bytes && frame.byte_count() <= m_max_frame_bytes &&
+        m_encoder.encode_frame(frame, m_output.buffer())) {
+        m_output.commit();
+        return std::nullopt;
+    }
+    if (auto reason = wire::check_frame(frame, limits)) return reason;
+    write(frame);
+    return std::nullopt;
+}
+
 void JsonSink::write(const wire::Frame& frame) {
     // Frames within the limit, so that the opener's traversal limit could not refuse one.
     // Written straight into the output's buffer: no line to copy.

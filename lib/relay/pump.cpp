@@ -92,8 +92,13 @@ PumpResult pump(wire::FrameSource& source, std::span<wire::FrameSink* const> sin
 
         ++local.in;
         local.bytes += frame.byte_count();
+        bool written = false;
         if (options.check == Check::full) {
-            if (auto reason = wire::check_frame(frame, options.limits)) {
+            // One sink checks as it writes (written only when it passes); more are each
+            // written after the check.
+            auto reason = sinks.size() == 1 ? sinks[0]->check_and_write(frame, options.limits)
+                                            : wire::check_frame(frame, options.limits);
+            if (reason) {
                 ++local.garbled;
                 ++result.garbled;
                 if (worth_logging(result.garbled))
@@ -102,10 +107,11 @@ PumpResult pump(wire::FrameSource& source, std::span<wire::FrameSink* const> sin
                 if (options.dead_letter) options.dead_letter->write(frame);
                 continue;
             }
+            written = sinks.size() == 1;
         }
         if (in_place)
             sinks[0]->commit();
-        else
+        else if (!written)
             for (auto* sink : sinks) sink->write(frame);
         ++local.out;
         ++result.messages;

@@ -5,6 +5,7 @@
 #include "wire/frame.h"
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,14 @@ public:
     // the sink has none (then write()).
     virtual std::vector<std::byte>* frame_buffer() { return nullptr; }
     virtual void commit() {}
+    // check_frame() and write() in one: writes the frame when it passes, else returns the
+    // check's reason and writes nothing. A sink that reads the frame's words anyway
+    // (JsonSink) can judge it in the same pass rather than read it twice.
+    virtual std::optional<std::string> check_and_write(const Frame& frame, const FrameLimits& limits) {
+        if (auto reason = check_frame(frame, limits)) return reason;
+        write(frame);
+        return std::nullopt;
+    }
 };
 
 }  // namespace mh::wire

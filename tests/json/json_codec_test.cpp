@@ -857,6 +857,64 @@ TEST(JsonSink, SkipsAndCountsFramesItCannotRead) {
     EXPECT_EQ(output.content(), "");
 }
 
+// check_and_write() judges each frame as check_frame() does and writes what write() writes
+// for the frames that pass: mh's layout (read once), Cap'n Proto's other layouts and frames
+// past the limit (the long way), garbled ones (reason given, nothing written).
+TEST(JsonSink, CheckAndWriteIsCheckFrameThenWrite) {
+    std::vector<std::vector<capnp::word>> frames;
+    auto add_line = [&](const char* text) {
+        std::vector<std::byte> bytes;
+        ASSERT_FALSE(JsonDecoder().decode(text, bytes)) << text;
+        std::vector<capnp::word> words(bytes.size() / sizeof(capnp::word));
+        std::memcpy(words.data(), bytes.data(), bytes.size());
+        frames.push_back(words);
+    };
+    add_line(R"({"id":"019b76da-a800-7000-9684-3b6e10e76dfa","time":1767225600000000000,"source":"s","t":17.65})");
+    add_line(R"({"a":"x\ny","b.c":1,"j":[1,{"a":null}],"body":"b"})");
+    add_line(R"({"$barrier":7,"time":5})");
+    add_line((R"({"source":")" + std::string(300, 'x') + R"(","n":1})").c_str());
+    capnp::MallocMessageBuilder small(1, capnp::AllocationStrategy::FIXED_SIZE);
+    small.initRoot<schema::Message>().setSource("a source long enough for a second segment");
+    auto two = capnp::messageToFlatArray(small);
+    frames.emplace_back(two.begin(), two.end());
+    alignas(8) const uint32_t garbled[4] = {0, 1, 0xFFFFFFF0u, 0x00010000u};
+    frames.emplace_back(reinterpret_cast<const capnp::word*>(garbled),
+                        reinterpret_cast<const capnp::word*>(garbled) + 2);
+    std::vector<capnp::word> no_nul = frames[0];
+    auto* raw = reinterpret_cast<char*>(no_nul.data());
+    for (size_t i = 0; i + 2 <= no_nul.size() * 8; ++i)
+        if (std::memcmp(raw + i, "s", 2) == 0) raw[i + 1] = 'x';
+    frames.push_back(no_nul);
+    // Less than any frame (all go the long way), the first frame's size (the long one is
+    // past it), and plenty.
+    for (size_t limit : {size_t{16}, frames[0].size() * sizeof(capnp::word), size_t{1} << 20}) {
+        wire::FrameLimits limits{limit};
+        TempFile checked_output, reference_output;
+        // Sinks with the default limit: the limit passed in is the one that judges.
+        JsonSink checked(checked_output.fd());
+        JsonSink reference(reference_output.fd());
+        size_t passed = 0;
+        for (const auto& words : frames) {
+            wire::Frame frame{words.data(), words.size()};
+            auto expected = wire::check_frame(frame, limits);
+            auto got = checked.check_and_write(frame, limits);
+            ASSERT_EQ(got.has_value(), expected.has_value()) << words.size() << " words, limit " << limit;
+            if (expected) {
+                EXPECT_EQ(*got, *expected);
+                continue;
+            }
+            ++passed;
+            reference.write(frame);
+        }
+        EXPECT_GE(passed, 5u);  // the opener (the long way) passes what mh's layout reads
+        EXPECT_LT(passed, frames.size());
+        checked.flush();
+        reference.flush();
+        EXPECT_EQ(checked_output.content(), reference_output.content());
+        EXPECT_EQ(checked.rejected(), reference.rejected());
+    }
+}
+
 }  // namespace
 
 // decode_view() reads as decode() does: the views written back (wire::append_message_view)
