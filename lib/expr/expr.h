@@ -73,6 +73,9 @@ public:
     // from `view` (plain values, no Cap'n Proto reader per access); `message` is the same
     // frame, for callers that build from it. Both must stay valid while the record is used.
     void bind(schema::Message::Reader message, const wire::MessageView& view, int64_t now_ns);
+    // The same without the message, for callers that read only views: message() is then an
+    // empty message.
+    void bind(const wire::MessageView& view, int64_t now_ns) { bind({}, view, now_ns); }
 
     schema::Message::Reader message() const { return m_message; }
     const wire::MessageView* message_view() const { return m_view; }  // when bound to a view
@@ -155,7 +158,9 @@ public:
     ~Expression();
 
     Value evaluate(const Record& record, Scratch& scratch) const;
-    bool holds(const Record& record, Scratch& scratch) const { return evaluate(record, scratch).is_true(); }
+    // evaluate(...).is_true(), without building the Values of `and`, `or`, `not` and of
+    // comparisons between numbers (what most filters are made of).
+    bool holds(const Record& record, Scratch& scratch) const;
 
     const std::string& text() const;
     // The field slots the expression reads, in order of first mention (for alerts that
