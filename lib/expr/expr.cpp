@@ -37,9 +37,18 @@ std::string_view view(capnp::Text::Reader text) { return {text.begin(), text.siz
 }  // namespace
 
 void Record::start_binding() {
+    if (m_slots.size() != m_symbols.names().size()) [[unlikely]]
+        size_slots();
+    if (++m_generation == 0) [[unlikely]] {  // wrapped: stamps of 4 billion messages ago look current
+        std::fill(m_slots.begin(), m_slots.end(), Slot{});
+        m_generation = 1;
+    }
+}
+
+void Record::size_slots() {
     const auto& names = m_symbols.names();
     size_t slots = names.size();
-    if (m_slots.size() != slots) {  // symbols added after construction: size once
+    {  // symbols added after construction: size once
         m_slots.assign(slots, Slot{});
         m_override.resize(slots);
         m_override_text.resize(slots);
@@ -52,10 +61,6 @@ void Record::start_binding() {
             m_names.push_back(words);
         }
         m_generation = 0;
-    }
-    if (++m_generation == 0) {  // wrapped: stamps of 4 billion messages ago look current
-        std::fill(m_slots.begin(), m_slots.end(), Slot{});
-        m_generation = 1;
     }
 }
 
@@ -78,7 +83,12 @@ void Record::bind(schema::Message::Reader message, int64_t now_ns) {
 }
 
 void Record::bind(schema::Message::Reader message, const wire::MessageView& view, int64_t now_ns) {
+    bind(view, now_ns);
     m_message = message;
+}
+
+void Record::bind(const wire::MessageView& view, int64_t now_ns) {
+    m_message = {};
     m_view = &view;
     m_now_ns = now_ns;
     start_binding();

@@ -75,7 +75,7 @@ public:
     void bind(schema::Message::Reader message, const wire::MessageView& view, int64_t now_ns);
     // The same without the message, for callers that read only views: message() is then an
     // empty message.
-    void bind(const wire::MessageView& view, int64_t now_ns) { bind({}, view, now_ns); }
+    void bind(const wire::MessageView& view, int64_t now_ns);
 
     schema::Message::Reader message() const { return m_message; }
     const wire::MessageView* message_view() const { return m_view; }  // when bound to a view
@@ -93,6 +93,7 @@ public:
 
 private:
     void start_binding();
+    void size_slots();
 
     // Per slot, what this message has: a slot's field index and override count only when
     // stamped with the current generation, so that a new message clears nothing.
