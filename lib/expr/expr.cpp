@@ -131,22 +131,7 @@ void Record::bind(const wire::MessageView& view, int64_t now_ns) {
     }
 }
 
-Value Record::field(uint32_t slot) const {
-    const Slot& state = m_slots[slot];
-    if (state.set == m_generation) return m_override[slot];
-    if (state.found != m_generation) return Value::missing();
-    int32_t index = state.index;
-    if (m_view) {
-        const wire::FieldView& field = m_view->fields[static_cast<size_t>(index)];
-        switch (field.which) {
-            case schema::Field::Value::FLOAT: return Value::of_float(field.float_value);
-            case schema::Field::Value::INT: return Value::of_int(field.int_value);
-            case schema::Field::Value::TEXT:
-            case schema::Field::Value::JSON: return Value::of_text(field.text);
-            case schema::Field::Value::BOOL: return Value::of_bool(field.bool_value);
-        }
-        return Value::missing();
-    }
+Value Record::field_of_message(int32_t index) const {
     auto value = m_message.getFields()[static_cast<uint32_t>(index)].getValue();
     switch (value.which()) {
         case schema::Field::Value::FLOAT: return Value::of_float(value.getFloat());
