@@ -476,6 +476,24 @@ bool Program::truth(uint32_t index, const Record& record, Scratch& scratch) cons
         case Op::le:
         case Op::gt:
         case Op::ge: {
+            const Node& left = nodes[node.a];
+            const Node& right = nodes[node.b];
+            if (left.op == Op::field && right.op == Op::constant && right.constant.is_number()) {
+                // The commonest of all, a float field against a number: compared as
+                // doubles, what order() and equal() do for a float and any number.
+                Value x = record.field(left.slot);
+                if (x.type == Type::floating) {
+                    double a = x.floating, b = right.constant.as_double();
+                    switch (node.op) {
+                        case Op::eq: return a == b;
+                        case Op::ne: return a != b;
+                        case Op::lt: return a < b;
+                        case Op::le: return a <= b;
+                        case Op::gt: return a > b;
+                        default: return a >= b;
+                    }
+                }
+            }
             // Fields and constants are read in place rather than through eval().
             auto operand = [&](uint32_t i) {
                 const Node& n = nodes[i];
