@@ -1,16 +1,14 @@
 // lib/tls RecordReader, through a server Session: a real OpenSSL client over a socket pair,
 // plus records this test seals itself with the client's traffic secret (taken from the
-// client's key log, keys derived by OpenSSL's own TLS13-KDF) to send what no OpenSSL client
-// sends: bad content types, padding, alerts, foreign handshake messages.
+// client's key log; support/tls_sealer.h) to send what no OpenSSL client sends: bad content
+// types, padding, alerts, foreign handshake messages.
 #include "support/pki.h"
+#include "support/tls_sealer.h"
 #include "tls/record_reader.h"
 #include "tls/tls.h"
 
 #include <gtest/gtest.h>
-#include <openssl/core_names.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -120,45 +118,10 @@ struct Link {
     }
 
     // Seals one record as the client would, with its next sequence number (AES-128-GCM).
-    uint64_t sequence = 0;
+    std::unique_ptr<mh::test::TlsSealer> sealer;
     std::vector<uint8_t> seal(uint8_t type, std::string_view content, size_t padding = 0) {
-        uint8_t key[16], iv[12];
-        expand("key", key, sizeof(key));
-        expand("iv", iv, sizeof(iv));
-        for (int i = 0; i < 8; ++i) iv[11 - i] ^= static_cast<uint8_t>(sequence >> (8 * i));
-        ++sequence;
-        std::vector<uint8_t> inner(content.begin(), content.end());
-        inner.push_back(type);
-        inner.resize(inner.size() + padding, 0);
-        size_t length = inner.size() + 16;
-        std::vector<uint8_t> record = {23, 3, 3, static_cast<uint8_t>(length >> 8), static_cast<uint8_t>(length)};
-        EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
-        int n = 0;
-        record.resize(5 + length);
-        EXPECT_EQ(EVP_EncryptInit_ex(ctx, EVP_aes_128_gcm(), nullptr, key, iv), 1);
-        EXPECT_EQ(EVP_EncryptUpdate(ctx, nullptr, &n, record.data(), 5), 1);
-        EXPECT_EQ(EVP_EncryptUpdate(ctx, record.data() + 5, &n, inner.data(), static_cast<int>(inner.size())), 1);
-        EXPECT_EQ(EVP_EncryptFinal_ex(ctx, record.data() + 5 + n, &n), 1);
-        EXPECT_EQ(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, record.data() + 5 + inner.size()), 1);
-        EVP_CIPHER_CTX_free(ctx);
-        return record;
-    }
-    void expand(const char* label, uint8_t* out, size_t bytes) {
-        EVP_KDF* kdf = EVP_KDF_fetch(nullptr, OSSL_KDF_NAME_TLS1_3_KDF, nullptr);
-        EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(kdf);
-        int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-        char digest[] = "SHA256";
-        char prefix[] = "tls13 ";
-        OSSL_PARAM params[] = {
-            OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-            OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
-            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, client_secret.data(), client_secret.size()),
-            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PREFIX, prefix, 6),
-            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_LABEL, const_cast<char*>(label), std::strlen(label)),
-            OSSL_PARAM_construct_end()};
-        EXPECT_EQ(EVP_KDF_derive(ctx, out, bytes, params), 1) << ERR_error_string(ERR_get_error(), nullptr);
-        EVP_KDF_CTX_free(ctx);
-        EVP_KDF_free(kdf);
+        if (!sealer) sealer = std::make_unique<mh::test::TlsSealer>(client_secret);
+        return sealer->seal(type, content, padding);
     }
 };
 
