@@ -37,9 +37,18 @@ std::string_view view(capnp::Text::Reader text) { return {text.begin(), text.siz
 }  // namespace
 
 void Record::start_binding() {
+    if (m_slots.size() != m_symbols.names().size()) [[unlikely]]
+        size_slots();
+    if (++m_generation == 0) [[unlikely]] {  // wrapped: stamps of 4 billion messages ago look current
+        std::fill(m_slots.begin(), m_slots.end(), Slot{});
+        m_generation = 1;
+    }
+}
+
+void Record::size_slots() {
     const auto& names = m_symbols.names();
     size_t slots = names.size();
-    if (m_slots.size() != slots) {  // symbols added after construction: size once
+    {  // symbols added after construction: size once
         m_slots.assign(slots, Slot{});
         m_override.resize(slots);
         m_override_text.resize(slots);
@@ -52,10 +61,6 @@ void Record::start_binding() {
             m_names.push_back(words);
         }
         m_generation = 0;
-    }
-    if (++m_generation == 0) {  // wrapped: stamps of 4 billion messages ago look current
-        std::fill(m_slots.begin(), m_slots.end(), Slot{});
-        m_generation = 1;
     }
 }
 
@@ -78,14 +83,24 @@ void Record::bind(schema::Message::Reader message, int64_t now_ns) {
 }
 
 void Record::bind(schema::Message::Reader message, const wire::MessageView& view, int64_t now_ns) {
+    bind(view, now_ns);
     m_message = message;
+}
+
+void Record::bind(const wire::MessageView& view, int64_t now_ns) {
+    m_message = {};
     m_view = &view;
     m_now_ns = now_ns;
     start_binding();
     size_t slots = m_slots.size();
     if (slots == 0) return;
     const auto& fields = view.fields;
-    for (size_t i = 0; i < fields.size(); ++i) {
+    const Name* names = m_names.data();
+    Slot* states = m_slots.data();
+    const uint32_t generation = m_generation;
+    // Once every slot is found the rest of the fields can change nothing (the first wins).
+    size_t unfound = slots;
+    for (size_t i = 0; i < fields.size() && unfound > 0; ++i) {
         std::string_view name = fields[i].name;
         size_t size = name.size();
         // A name in a frame lies in whole words: the 8 bytes at its start are readable, and
@@ -95,7 +110,7 @@ void Record::bind(schema::Message::Reader message, const wire::MessageView& view
         if (size > 0) std::memcpy(&head, name.data(), 8);
         if (size < 8) head &= (uint64_t{1} << (8 * size)) - 1;
         for (size_t slot = 0; slot < slots; ++slot) {
-            const Name& symbol = m_names[slot];
+            const Name& symbol = names[slot];
             if (symbol.size != size || symbol.head != head) continue;
             if (size > 16) {
                 if (std::memcmp(name.data() + 8, m_symbols.names()[slot].data() + 8, size - 8) != 0)
@@ -105,32 +120,18 @@ void Record::bind(schema::Message::Reader message, const wire::MessageView& view
                 std::memcpy(&tail, name.data() + size - 8, 8);
                 if (tail != symbol.tail) continue;
             }
-            Slot& state = m_slots[slot];
-            if (state.found != m_generation) {  // the first wins
-                state.found = m_generation;
+            Slot& state = states[slot];
+            if (state.found != generation) {  // the first wins
+                state.found = generation;
                 state.index = static_cast<int32_t>(i);
+                --unfound;
             }
             break;
         }
     }
 }
 
-Value Record::field(uint32_t slot) const {
-    const Slot& state = m_slots[slot];
-    if (state.set == m_generation) return m_override[slot];
-    if (state.found != m_generation) return Value::missing();
-    int32_t index = state.index;
-    if (m_view) {
-        const wire::FieldView& field = m_view->fields[static_cast<size_t>(index)];
-        switch (field.which) {
-            case schema::Field::Value::FLOAT: return Value::of_float(field.float_value);
-            case schema::Field::Value::INT: return Value::of_int(field.int_value);
-            case schema::Field::Value::TEXT:
-            case schema::Field::Value::JSON: return Value::of_text(field.text);
-            case schema::Field::Value::BOOL: return Value::of_bool(field.bool_value);
-        }
-        return Value::missing();
-    }
+Value Record::field_of_message(int32_t index) const {
     auto value = m_message.getFields()[static_cast<uint32_t>(index)].getValue();
     switch (value.which()) {
         case schema::Field::Value::FLOAT: return Value::of_float(value.getFloat());
@@ -228,6 +229,8 @@ public:
     uint32_t root = 0;
 
     Value eval(uint32_t index, const Record& record, Scratch& scratch) const;
+    // eval(index, ...).is_true(), the same result by a shorter way for the common nodes.
+    bool truth(uint32_t index, const Record& record, Scratch& scratch) const;
 
 private:
     Value compare(Op op, const Value& x, const Value& y) const;
@@ -456,6 +459,75 @@ Value Program::call(const Node& node, const Record& record, Scratch& scratch) co
             return Value::of_bool(x.text.find(y.text) != std::string_view::npos);
         }
         default: return Value::missing();
+    }
+}
+
+bool Program::truth(uint32_t index, const Record& record, Scratch& scratch) const {
+    const Node& node = nodes[index];
+    switch (node.op) {
+        case Op::logical_and:
+            return truth(node.a, record, scratch) && truth(node.b, record, scratch);
+        case Op::logical_or:
+            return truth(node.a, record, scratch) || truth(node.b, record, scratch);
+        case Op::logical_not: return !truth(node.a, record, scratch);
+        case Op::eq:
+        case Op::ne:
+        case Op::lt:
+        case Op::le:
+        case Op::gt:
+        case Op::ge: {
+            const Node& left = nodes[node.a];
+            const Node& right = nodes[node.b];
+            if (left.op == Op::field && right.op == Op::constant && right.constant.is_number()) {
+                // The commonest of all, a float field against a number: compared as
+                // doubles, what order() and equal() do for a float and any number.
+                Value x = record.field(left.slot);
+                if (x.type == Type::floating) {
+                    double a = x.floating, b = right.constant.as_double();
+                    switch (node.op) {
+                        case Op::eq: return a == b;
+                        case Op::ne: return a != b;
+                        case Op::lt: return a < b;
+                        case Op::le: return a <= b;
+                        case Op::gt: return a > b;
+                        default: return a >= b;
+                    }
+                }
+            }
+            // Fields and constants are read in place rather than through eval().
+            auto operand = [&](uint32_t i) {
+                const Node& n = nodes[i];
+                if (n.op == Op::field) return record.field(n.slot);
+                if (n.op == Op::constant) return n.constant;
+                return eval(i, record, scratch);
+            };
+            Value x = operand(node.a);
+            Value y = operand(node.b);
+            if (!x.is_number() || !y.is_number()) return compare(node.op, x, y).is_true();
+            // Two numbers: what order() and equal() decide, as plain comparisons (NaN is
+            // unordered: only != holds for it).
+            if (x.type == Type::integer && y.type == Type::integer) {
+                int64_t a = x.integer, b = y.integer;
+                switch (node.op) {
+                    case Op::eq: return a == b;
+                    case Op::ne: return a != b;
+                    case Op::lt: return a < b;
+                    case Op::le: return a <= b;
+                    case Op::gt: return a > b;
+                    default: return a >= b;
+                }
+            }
+            double a = x.as_double(), b = y.as_double();
+            switch (node.op) {
+                case Op::eq: return a == b;
+                case Op::ne: return a != b;
+                case Op::lt: return a < b;
+                case Op::le: return a <= b;
+                case Op::gt: return a > b;
+                default: return a >= b;
+            }
+        }
+        default: return eval(index, record, scratch).is_true();
     }
 }
 
@@ -855,6 +927,11 @@ Expression::~Expression() = default;
 Value Expression::evaluate(const Record& record, Scratch& scratch) const {
     scratch.reset();
     return m_program->eval(m_program->root, record, scratch);
+}
+
+bool Expression::holds(const Record& record, Scratch& scratch) const {
+    scratch.reset();
+    return m_program->truth(m_program->root, record, scratch);
 }
 
 const std::string& Expression::text() const { return m_program->text; }

@@ -73,11 +73,29 @@ public:
     // from `view` (plain values, no Cap'n Proto reader per access); `message` is the same
     // frame, for callers that build from it. Both must stay valid while the record is used.
     void bind(schema::Message::Reader message, const wire::MessageView& view, int64_t now_ns);
+    // The same without the message, for callers that read only views: message() is then an
+    // empty message.
+    void bind(const wire::MessageView& view, int64_t now_ns);
 
     schema::Message::Reader message() const { return m_message; }
     const wire::MessageView* message_view() const { return m_view; }  // when bound to a view
     int64_t now_ns() const { return m_now_ns; }
-    Value field(uint32_t slot) const;
+    // Inline: read once or more per message by every expression that names a field.
+    Value field(uint32_t slot) const {
+        const Slot& state = m_slots[slot];
+        if (state.set == m_generation) return m_override[slot];
+        if (state.found != m_generation) return Value::missing();
+        if (!m_view) return field_of_message(state.index);
+        const wire::FieldView& field = m_view->fields[static_cast<size_t>(state.index)];
+        switch (field.which) {
+            case schema::Field::Value::FLOAT: return Value::of_float(field.float_value);
+            case schema::Field::Value::INT: return Value::of_int(field.int_value);
+            case schema::Field::Value::TEXT:
+            case schema::Field::Value::JSON: return Value::of_text(field.text);
+            case schema::Field::Value::BOOL: return Value::of_bool(field.bool_value);
+        }
+        return Value::missing();
+    }
     // Index into message().getFields() of the field in `slot`, or -1.
     int32_t field_index(uint32_t slot) const {
         return m_slots[slot].found == m_generation ? m_slots[slot].index : -1;
@@ -90,6 +108,8 @@ public:
 
 private:
     void start_binding();
+    void size_slots();
+    Value field_of_message(int32_t index) const;  // field() when bound to a reader
 
     // Per slot, what this message has: a slot's field index and override count only when
     // stamped with the current generation, so that a new message clears nothing.
@@ -155,7 +175,9 @@ public:
     ~Expression();
 
     Value evaluate(const Record& record, Scratch& scratch) const;
-    bool holds(const Record& record, Scratch& scratch) const { return evaluate(record, scratch).is_true(); }
+    // evaluate(...).is_true(), without building the Values of `and`, `or`, `not` and of
+    // comparisons between numbers (what most filters are made of).
+    bool holds(const Record& record, Scratch& scratch) const;
 
     const std::string& text() const;
     // The field slots the expression reads, in order of first mention (for alerts that

@@ -298,7 +298,7 @@ Decision Filter::process(const wire::Frame& frame, int64_t now_ns) {
     std::optional<std::string> garbled = m_opener.open(frame, m_view);
     if (!garbled) {
         try {
-            return decide(frame, m_opener.message(), now_ns);
+            return decide(frame, now_ns);
         } catch (const kj::Exception& e) {  // a pointer of the wrong kind, met while reading
             garbled = e.getDescription().cStr();
         }
@@ -308,23 +308,32 @@ Decision Filter::process(const wire::Frame& frame, int64_t now_ns) {
     return {Verdict::garbled, frame, {}, m_garbled_reason};
 }
 
-Decision Filter::decide(const wire::Frame& frame, schema::Message::Reader message, int64_t now_ns) {
+// A frame in mh's own layout is read from its view alone: the Cap'n Proto reader
+// (m_opener.message()) is made only for a message that is rebuilt or raises alerts.
+Decision Filter::decide(const wire::Frame& frame, int64_t now_ns) {
     ++m_stats.messages;
     const wire::MessageView* view = m_opener.own_layout() ? &m_view : nullptr;
-    if (view ? view->barrier : message.getControl().isBarrier()) {
+    if (view ? view->barrier : m_opener.message().getControl().isBarrier()) {
         ++m_stats.barriers;
         return {Verdict::barrier, frame, {}};
     }
 
     if (m_dedup || m_sampling) {
-        if (auto verdict = dedup_and_sample(message.getId())) return {*verdict, frame, {}};
+        std::string_view id;
+        if (view) {
+            id = view->id;
+        } else {
+            auto data = m_opener.message().getId();
+            id = {reinterpret_cast<const char*>(data.begin()), data.size()};
+        }
+        if (auto verdict = dedup_and_sample(id)) return {*verdict, frame, {}};
     }
 
     if (m_needs_record) {
         if (view)
-            m_record->bind(message, *view, now_ns);
+            m_record->bind(*view, now_ns);
         else
-            m_record->bind(message, now_ns);
+            m_record->bind(m_opener.message(), now_ns);
     }
     if (m_expression) {
         m_scratch.reset();
@@ -341,15 +350,15 @@ Decision Filter::decide(const wire::Frame& frame, schema::Message::Reader messag
 
     m_output.clear();
     m_frame_ends.clear();
-    bool rebuilt = m_shapes && needs_rebuild(message);
+    bool rebuilt = m_shapes && needs_rebuild(m_opener.message());
     if (rebuilt) {
-        build_output(message);
+        build_output(m_opener.message());
         ++m_stats.rebuilt;
     }
     for (const auto& rule : m_alerts) {
         m_scratch.reset();
         if (!rule.expression.holds(*m_record, m_scratch)) continue;
-        build_alert(message, rule);
+        build_alert(m_opener.message(), rule);
         ++m_stats.alerts;
     }
 
@@ -365,9 +374,11 @@ Decision Filter::decide(const wire::Frame& frame, schema::Message::Reader messag
     return {Verdict::pass, frame, frames};
 }
 
-std::optional<Verdict> Filter::dedup_and_sample(capnp::Data::Reader id_data) {
+std::optional<Verdict> Filter::dedup_and_sample(std::string_view id_data) {
     bool has_id = id_data.size() == 16;
-    auto id = [&] { return std::span<const uint8_t, 16>(id_data.begin(), 16); };  // when has_id
+    auto id = [&] {  // when has_id
+        return std::span<const uint8_t, 16>(reinterpret_cast<const uint8_t*>(id_data.data()), 16);
+    };
     if (m_dedup && has_id) {
         if (m_dedup->check(id()) == DedupSet::Seen::again) {
             ++m_stats.duplicate;

@@ -123,7 +123,7 @@ class Filter {
     bool has_alerts() const { return !m_alerts.empty(); }
 
   private:
-    Decision decide(const wire::Frame& frame, schema::Message::Reader message, int64_t now_ns);
+    Decision decide(const wire::Frame& frame, int64_t now_ns);
 
     struct SetRule {
         uint32_t slot;
@@ -146,7 +146,7 @@ class Filter {
     };
 
     expr::Expression compile(std::string_view what, std::string_view text);
-    std::optional<Verdict> dedup_and_sample(capnp::Data::Reader id);
+    std::optional<Verdict> dedup_and_sample(std::string_view id);
     bool needs_rebuild(schema::Message::Reader message);
     void build_output(schema::Message::Reader message);
     void build_alert(schema::Message::Reader message, const AlertRule& rule);

@@ -141,6 +141,8 @@ std::optional<std::string> FrameOpener::open(const Frame& frame, MessageView& vi
 std::optional<std::string> FrameOpener::open(const Frame& frame, MessageView* view) {
     m_checked.reset();
     m_own_layout = false;
+    m_root = nullptr;
+    m_message = {};
     const char* reason = nullptr;
     try {
         // mh's own layout is recognised by a cheaper pass than the general walk; within the
@@ -152,7 +154,13 @@ std::optional<std::string> FrameOpener::open(const Frame& frame, MessageView* vi
                 // Every pointer lands inside the segment: read without bounds checks. Wrong
                 // kinds of pointers and unterminated text are still refused by Cap'n Proto,
                 // with an exception, when they are read.
-                m_message = capnp::readMessageUnchecked<schema::Message>(frame.words + 1);
+                // A frame in mh's own layout has a struct root of the schema's size: its
+                // reader, made by message() when asked for, cannot throw. Any other sound
+                // frame's root may be of the wrong kind: read now, where that is caught.
+                if (m_own_layout)
+                    m_root = frame.words + 1;
+                else
+                    m_message = capnp::readMessageUnchecked<schema::Message>(frame.words + 1);
                 break;
             case Layout::garbled:
                 return std::string(reason);
@@ -171,7 +179,7 @@ std::optional<std::string> FrameOpener::open(const Frame& frame, MessageView* vi
 std::optional<std::string> FrameOpener::open_checked(const Frame& frame) {
     if (auto reason = open(frame)) return reason;
     if (m_own_layout) return std::nullopt;
-    return check_message(m_message);
+    return check_message(message());
 }
 
 }  // namespace mh::wire

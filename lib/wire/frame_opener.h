@@ -34,7 +34,15 @@ class FrameOpener {
     // open(), and every part judged now (check_message) unless the frame is in mh's own
     // layout, which read_message_view() already judged whole: what check_frame() does.
     std::optional<std::string> open_checked(const Frame& frame);
-    schema::Message::Reader message() const { return m_message; }
+    // For a frame in mh's own layout made on first use after open() (it cannot throw
+    // then): readers that read only the view never pay for Cap'n Proto's root reader.
+    schema::Message::Reader message() const {
+        if (m_root) {
+            m_message = capnp::readMessageUnchecked<schema::Message>(m_root);
+            m_root = nullptr;
+        }
+        return m_message;
+    }
 
   private:
     std::optional<std::string> open(const Frame& frame, MessageView* view);
@@ -44,7 +52,8 @@ class FrameOpener {
     // For frames off the fast path. A pointer: the reader's destructor may throw (KJ's way),
     // which would make ours do so too.
     std::unique_ptr<capnp::FlatArrayMessageReader> m_checked;
-    schema::Message::Reader m_message;
+    mutable schema::Message::Reader m_message;
+    mutable const capnp::word* m_root = nullptr;  // a sound frame's segment, until message()
     bool m_own_layout = false;  // the last frame opened passed read_message_view()
 };
 

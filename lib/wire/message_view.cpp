@@ -34,7 +34,7 @@ public:
         return value;
     }
     // Where the (struct or list) pointer in word `at` points, for an object of `words`.
-    bool target(uint64_t at, uint64_t pointer, uint64_t words, uint64_t& start) {
+    [[gnu::always_inline]] bool target(uint64_t at, uint64_t pointer, uint64_t words, uint64_t& start) {
         // The offset is a signed 30-bit count of words; at + 1 + offset, kept unsigned: a
         // target before the segment wraps to a huge value and fails the bound as well.
         uint64_t first = at + 1 + static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(pointer)) >> 2);
@@ -50,7 +50,8 @@ public:
                target(at, pointer, data + pointers, start);
     }
     // Data (is_text: Text, less its NUL) at the pointer in word `at`; null reads as empty.
-    bool bytes(uint64_t at, bool is_text, std::string_view& out) {
+    // Inlined: it runs for every header part and field name of every frame.
+    [[gnu::always_inline]] bool bytes(uint64_t at, bool is_text, std::string_view& out) {
         uint64_t pointer = word(at);
         if (pointer == 0) {
             out = std::string_view("", 0);
@@ -143,7 +144,7 @@ bool read_message_view(const Frame& frame, MessageView* view) {
     FieldView local;
     FieldView* out = &local;
     if (view) {
-        view->fields.resize(count);
+        if (view->fields.size() != count) view->fields.resize(count);
         out = view->fields.data();
     }
     for (uint64_t i = 0; i < count; ++i) {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 
 using namespace mh::expr;
 
@@ -15,7 +16,8 @@ namespace {
 
 // A message with a few typed fields to evaluate against:
 //   source sensor-000042, gateway gw-07, kind telemetry, time 1 s after the epoch,
-//   temperature 31.5, humidity 45 (int), status "Door Open", ok true, motor.rpm 1500.
+//   temperature 31.5, humidity 45 (int), status "Door Open", ok true, motor.rpm 1500,
+//   nan NaN.
 class ExprTest : public ::testing::Test {
 protected:
     ExprTest() {
@@ -27,7 +29,7 @@ protected:
         uint8_t id[16] = {0x01, 0x9a, 0xc0, 0xd2, 0x7e, 0x3a, 0x7a, 0x2b,
                           0x8c, 0x4d, 0x5e, 0x6f, 0x70, 0x81, 0x92, 0xa3};
         m.setId(kj::arrayPtr(id, 16));
-        auto fields = m.initFields(5);
+        auto fields = m.initFields(6);
         fields[0].setName("temperature");
         fields[0].getValue().setFloat(31.5);
         fields[1].setName("humidity");
@@ -38,6 +40,8 @@ protected:
         fields[3].getValue().setBool(true);
         fields[4].setName("motor.rpm");
         fields[4].getValue().setInt(1500);
+        fields[5].setName("nan");
+        fields[5].getValue().setFloat(std::nan(""));
     }
 
     ~ExprTest() noexcept override {}  // the message builder's destructor may throw; ours may not
@@ -64,6 +68,14 @@ protected:
         Value other = m_expressions.back().evaluate(by_view, scratch);
         EXPECT_TRUE(same(value, other)) << text << ": " << to_string(value) << " by the reader, "
                                         << to_string(other) << " by the view";
+        // holds() takes a shorter way than evaluate() for logic and comparisons: the same
+        // answer by the reader, by the view, and by the view alone (message() unbound).
+        const Expression& expression = m_expressions.back();
+        EXPECT_EQ(expression.holds(m_record, m_scratch), value.is_true()) << text << " by the reader";
+        EXPECT_EQ(expression.holds(by_view, scratch), value.is_true()) << text << " by the view";
+        Record view_only(m_symbols);
+        view_only.bind(view, k_now);
+        EXPECT_EQ(expression.holds(view_only, scratch), value.is_true()) << text << " by the view alone";
         return value;
     }
     static bool same(const Value& a, const Value& b) {
@@ -160,6 +172,27 @@ TEST_F(ExprTest, Comparisons) {
     EXPECT_TRUE(holds("source == 'sensor-000042'"));
     EXPECT_TRUE(holds("source < 'sensor-1'"));  // text compares by bytes
     EXPECT_TRUE(holds("ok == true"));
+}
+
+TEST_F(ExprTest, ComparisonsOfNumbersByEveryOperator) {
+    // holds() compares numbers without building Values; eval() checks it against evaluate().
+    for (const char* op : {"==", "!=", "<", "<=", ">", ">="}) {
+        for (const char* pair : {"humidity {} 45", "humidity {} 46", "humidity {} 44.5",
+                                 "temperature {} 31.5", "temperature {} 31", "31.5 {} temperature",
+                                 "temperature {} nan", "nan {} nan",
+                                 "9223372036854775807 {} 9223372036854775806",
+                                 "9007199254740993 {} 9007199254740992.0", "humidity {} '45'",
+                                 "status {} 'Door Open'", "ok {} true", "pressure {} 1",
+                                 "not (humidity {} 45) or temperature {} 30",
+                                 "humidity + 1 {} 46 and temperature * 2 {} 63"}) {
+            std::string text = pair;
+            for (size_t at; (at = text.find("{}")) != std::string::npos;) text.replace(at, 2, op);
+            eval(text);
+        }
+    }
+    EXPECT_TRUE(holds("temperature != nan"));  // NaN is unequal to all, itself too
+    EXPECT_FALSE(holds("nan == nan"));
+    EXPECT_FALSE(holds("nan >= nan"));
 }
 
 TEST_F(ExprTest, TheMissingRule) {
@@ -347,4 +380,35 @@ TEST(Evaluation, AllocatesNothingOnceWarm) {
         EXPECT_EQ(v.text, "ABC-xyz");
         EXPECT_EQ(v.text.data(), first);
     }
+}
+
+TEST(Evaluation, TheFirstOfTwoFieldsOfOneNameWinsByTheView) {
+    // Binding by a view stops looking once every name is found: a later field of the same
+    // name must not replace the first, and a name met after the others is still found.
+    capnp::MallocMessageBuilder builder;
+    auto fields = builder.initRoot<mh::schema::Message>().initFields(5);
+    const char* names[] = {"a", "other", "b", "a", "c"};
+    for (unsigned i = 0; i < 5; ++i) {
+        fields[i].setName(names[i]);
+        fields[i].getValue().setInt(i);
+    }
+    auto words = capnp::messageToFlatArray(builder);
+    mh::wire::MessageView view;
+    ASSERT_TRUE(mh::wire::read_message_view({words.begin(), words.size()}, &view));
+    Symbols symbols;
+    std::vector<Expression> expressions;
+    for (const char* text : {"a == 0 and b == 2", "a == 0 and b == 2 and c == 4", "c == 4", "a == 3"}) {
+        auto compiled = Expression::compile(text, symbols);
+        ASSERT_TRUE(std::holds_alternative<Expression>(compiled)) << text;
+        expressions.push_back(std::move(std::get<Expression>(compiled)));
+    }
+    Record record(symbols);
+    Scratch scratch;
+    record.bind(view, 0);
+    EXPECT_TRUE(expressions[0].holds(record, scratch));
+    EXPECT_TRUE(expressions[1].holds(record, scratch));
+    EXPECT_TRUE(expressions[2].holds(record, scratch));
+    EXPECT_FALSE(expressions[3].holds(record, scratch));
+    EXPECT_EQ(record.field_index(*symbols.find("a")), 0);
+    EXPECT_EQ(record.field_index(*symbols.find("c")), 4);
 }

@@ -136,3 +136,38 @@ TEST(FrameOpener, AWrongKindOfPointerIsRefusedWhenRead) {
     EXPECT_THROW(opener.message().getSource(), kj::Exception);
     EXPECT_TRUE(check_frame(frame_of(words), {}));
 }
+
+TEST(FrameOpener, TheReaderIsOfTheFrameLastOpened) {
+    // For a frame in mh's own layout message() makes the reader when first asked: it must be
+    // the last frame's, whichever way that frame was opened.
+    auto first = one_message();
+    ScratchBuilder scratch;
+    scratch.start().setSource("sensor-2");
+    std::vector<std::byte> bytes;
+    append_frame(scratch.builder(), bytes);
+    std::vector<capnp::word> second(bytes.size() / sizeof(capnp::word));
+    std::memcpy(second.data(), bytes.data(), bytes.size());
+
+    FrameOpener opener({});
+    MessageView view;
+    ASSERT_FALSE(opener.open(frame_of(first), view));
+    ASSERT_TRUE(opener.own_layout());
+    ASSERT_FALSE(opener.open(frame_of(second), view));  // no message() for the first
+    EXPECT_EQ(std::string(opener.message().getSource().cStr()), "sensor-2");
+    EXPECT_EQ(std::string(opener.message().getSource().cStr()), "sensor-2");  // made once
+
+    // A root that is a list: in bounds, so the walk passes it, but not mh's layout, and
+    // Cap'n Proto's refusal comes from open(), not from a later message().
+    std::vector<capnp::word> list_root = first;
+    segment_word(list_root, 0) = 1;  // a list pointer of void elements, count 0
+    const char* reason = nullptr;
+    EXPECT_EQ(layout_of(list_root, &reason), Layout::sound);
+    auto refused = opener.open(frame_of(list_root), view);
+    EXPECT_FALSE(opener.own_layout());
+    if (!refused) EXPECT_NO_THROW(opener.message());
+
+    ASSERT_FALSE(opener.open(frame_of(first)));  // without a view, still the own layout
+    EXPECT_EQ(std::string(opener.message().getSource().cStr()), "sensor-1");
+    EXPECT_FALSE(opener.open_checked(frame_of(second)));
+    EXPECT_EQ(std::string(opener.message().getSource().cStr()), "sensor-2");
+}

@@ -89,6 +89,31 @@ TEST(ScanFrame, RefusesAbsurdSegmentTables) {
     EXPECT_EQ(scan_frame(empty, {}).status, ScanStatus::bad_segments);
 }
 
+TEST(ScanFrame, ReadsOneSegmentTablesAndLongerOnesAlike) {
+    // One segment takes a shorter way than several: the same sums either way.
+    auto table = [](std::initializer_list<uint32_t> words) {
+        std::vector<uint32_t> table{static_cast<uint32_t>(words.size() - 1)};
+        table.insert(table.end(), words);
+        if (table.size() % 2) table.push_back(0);
+        std::vector<std::byte> bytes(table.size() * 4);
+        std::memcpy(bytes.data(), table.data(), bytes.size());
+        return bytes;
+    };
+    auto one = table({5});
+    EXPECT_EQ(scan_frame(one, {}).status, ScanStatus::incomplete);
+    EXPECT_EQ(scan_frame(one, {}).frame_bytes, 8u + 5 * 8);
+    one.resize(8 + 5 * 8);
+    EXPECT_EQ(scan_frame(one, {}).status, ScanStatus::complete);
+    auto three = table({1, 2, 2});  // a table of two words, then five words of segments
+    EXPECT_EQ(scan_frame(three, {}).frame_bytes, 16u + 5 * 8);
+    three.resize(16 + 5 * 8);
+    EXPECT_EQ(scan_frame(three, {}).status, ScanStatus::complete);
+    auto huge = table({0xffffffffu});
+    auto scan = scan_frame(huge, {});
+    EXPECT_EQ(scan.status, ScanStatus::too_large);
+    EXPECT_EQ(scan.frame_bytes, 8 + size_t{0xffffffffu} * 8);
+}
+
 TEST(CheckFrame, AcceptsAGoodFrameAndExplainsAGarbledOne) {
     auto bytes = make_frame("sensor-1", 21.5);
     std::vector<capnp::word> aligned(bytes.size() / 8);
