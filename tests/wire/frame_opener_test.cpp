@@ -164,7 +164,9 @@ TEST(FrameOpener, TheReaderIsOfTheFrameLastOpened) {
     EXPECT_EQ(layout_of(list_root, &reason), Layout::sound);
     auto refused = opener.open(frame_of(list_root), view);
     EXPECT_FALSE(opener.own_layout());
-    if (!refused) EXPECT_NO_THROW(opener.message());
+    if (!refused) {
+        EXPECT_NO_THROW(opener.message());
+    }
 
     ASSERT_FALSE(opener.open(frame_of(first)));  // without a view, still the own layout
     EXPECT_EQ(std::string(opener.message().getSource().cStr()), "sensor-1");
