@@ -45,19 +45,27 @@ echo "filter bench: $LINES JSON lines of $(($(stat -c %s "$WORK/in.jsonl") / LIN
      "filter '$MH_EXPR', $(nproc) cores"
 
 declare -A rate took
-run() {  # run NAME COMMAND...: times COMMAND < in.jsonl > NAME.out
-  local name=$1 start end; shift
-  start=$(now); "$@" < "$WORK/in.jsonl" > "$WORK/$name.out"; end=$(now)
-  took[$name]=$(seconds "$start" "$end")
+# run RUNS NAME COMMAND...: times COMMAND < in.jsonl > NAME.out RUNS times; the median counts.
+# mh's quarter of a second swings with the scheduler far more than Miller's nine seconds,
+# which average out within the run: mh is timed 5 times, jq and Miller once.
+run() {
+  local runs=$1 name=$2 start end times=(); shift 2
+  for _ in $(seq 1 "$runs"); do
+    start=$(now); "$@" < "$WORK/in.jsonl" > "$WORK/$name.out"; end=$(now)
+    times+=("$(seconds "$start" "$end")")
+  done
+  took[$name]=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ t[NR] = $1 } END { print t[int((NR + 1) / 2)] }')
   rate[$name]=$(per_second "$LINES" "${took[$name]}")
+  [ "$runs" -gt 1 ] && echo "  $name runs: ${times[*]} s (median ${took[$name]})"
+  return 0
 }
 mh_pipeline() { "$BIN/mh-cat" --from json | "$BIN/mh-filter" "$MH_EXPR" | "$BIN/mh-cat" --to json; }
 
-run mh mh_pipeline
-run jq jq -c "$JQ_EXPR"
+run 5 mh mh_pipeline
+run 1 jq jq -c "$JQ_EXPR"
 tools=(mh jq)
 if command -v mlr > /dev/null; then
-  run mlr mlr "${MLR_FORMAT[@]}" filter "$MLR_EXPR"
+  run 1 mlr mlr "${MLR_FORMAT[@]}" filter "$MLR_EXPR"
   tools+=(mlr)
 fi
 

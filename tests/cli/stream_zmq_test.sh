@@ -17,7 +17,12 @@ begin "history, then new writes, from a PUSH served by mh-store tail"
 mh-store tail --db there --from-start --follow --out '@tcp://127.0.0.1:*' 2> tail.log &
 TAIL=$!; BACKGROUND_PIDS+=("$TAIL")
 port=$(wait_log_port 20 tail.log 'bound tcp://') || fail "tail did not bind: $(cat tail.log)"
-mh-cat --in ">tcp://127.0.0.1:$port" 2> pull.log | mh-store append --db here 2> append.log &
+# Through a FIFO, not a pipeline: $! of a pipeline is its last process, and the mh-cat
+# before it would outlive the test.
+mkfifo pulled.fifo
+mh-cat --in ">tcp://127.0.0.1:$port" > pulled.fifo 2> pull.log &
+CAT=$!; BACKGROUND_PIDS+=("$CAT")
+mh-store append --db here < pulled.fifo 2> append.log &
 PULL=$!; BACKGROUND_PIDS+=("$PULL")
 wait_until 30 count_is here 100 || fail "history: $(count here) of 100"
 mh-gen --count 50 --interval 1ms | mh-store append --db there 2> /dev/null
@@ -25,7 +30,7 @@ wait_until 30 count_is here 150 || fail "new writes: $(count here) of 150"
 expect_eq "same ids" "$(mh-store tail --db there --format json | jq -r .id | sort | md5sum)" \
   "$(mh-store tail --db here --format json | jq -r .id | sort | md5sum)"
 kill -TERM "$TAIL"; wait_pid_exit 20 "$TAIL"
-kill -TERM "$PULL" 2>/dev/null
+kill -TERM "$CAT" "$PULL" 2>/dev/null
 
 begin "a tap: SUB to a PUB that mh-store tail serves"
 mh-store tail --db there --follow --out 'pub@tcp://127.0.0.1:*' 2> pub.log &
