@@ -462,6 +462,22 @@ Value Program::call(const Node& node, const Record& record, Scratch& scratch) co
     }
 }
 
+namespace {
+// A comparison of two numbers of one type, as order() and equal() decide it (NaN is
+// unordered: only != holds for it).
+template <typename Number>
+bool ordered(Op op, Number a, Number b) {
+    switch (op) {
+        case Op::eq: return a == b;
+        case Op::ne: return a != b;
+        case Op::lt: return a < b;
+        case Op::le: return a <= b;
+        case Op::gt: return a > b;
+        default: return a >= b;
+    }
+}
+}  // namespace
+
 bool Program::truth(uint32_t index, const Record& record, Scratch& scratch) const {
     const Node& node = nodes[index];
     switch (node.op) {
@@ -482,17 +498,7 @@ bool Program::truth(uint32_t index, const Record& record, Scratch& scratch) cons
                 // The commonest of all, a float field against a number: compared as
                 // doubles, what order() and equal() do for a float and any number.
                 Value x = record.field(left.slot);
-                if (x.type == Type::floating) {
-                    double a = x.floating, b = right.constant.as_double();
-                    switch (node.op) {
-                        case Op::eq: return a == b;
-                        case Op::ne: return a != b;
-                        case Op::lt: return a < b;
-                        case Op::le: return a <= b;
-                        case Op::gt: return a > b;
-                        default: return a >= b;
-                    }
-                }
+                if (x.type == Type::floating) return ordered(node.op, x.floating, right.constant.as_double());
             }
             // Fields and constants are read in place rather than through eval().
             auto operand = [&](uint32_t i) {
@@ -504,28 +510,9 @@ bool Program::truth(uint32_t index, const Record& record, Scratch& scratch) cons
             Value x = operand(node.a);
             Value y = operand(node.b);
             if (!x.is_number() || !y.is_number()) return compare(node.op, x, y).is_true();
-            // Two numbers: what order() and equal() decide, as plain comparisons (NaN is
-            // unordered: only != holds for it).
-            if (x.type == Type::integer && y.type == Type::integer) {
-                int64_t a = x.integer, b = y.integer;
-                switch (node.op) {
-                    case Op::eq: return a == b;
-                    case Op::ne: return a != b;
-                    case Op::lt: return a < b;
-                    case Op::le: return a <= b;
-                    case Op::gt: return a > b;
-                    default: return a >= b;
-                }
-            }
-            double a = x.as_double(), b = y.as_double();
-            switch (node.op) {
-                case Op::eq: return a == b;
-                case Op::ne: return a != b;
-                case Op::lt: return a < b;
-                case Op::le: return a <= b;
-                case Op::gt: return a > b;
-                default: return a >= b;
-            }
+            // Two numbers: plain comparisons.
+            if (x.type == Type::integer && y.type == Type::integer) return ordered(node.op, x.integer, y.integer);
+            return ordered(node.op, x.as_double(), y.as_double());
         }
         default: return eval(index, record, scratch).is_true();
     }
