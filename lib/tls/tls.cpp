@@ -310,8 +310,9 @@ void Session::take_over_reading() {
 
 IoResult Session::read_records(std::span<std::byte> into) {
     // What the last call learnt after it had bytes to return: said now. An earlier "try
-    // again" is still true (data arriving since then makes epoll report the socket again),
-    // and spares a recv that would say it once more at the end of every burst.
+    // again" is still good enough for a caller that waits on level-triggered readiness (the
+    // endpoint's epoll): data that came since is reported at once. It spares a recv that
+    // would say it once more at the end of every burst.
     if (m_plain_begin == m_plain_end && m_deferred != Io::done) {
         Io status = m_deferred;
         if (status == Io::want_read) m_deferred = Io::done;

@@ -98,6 +98,8 @@ public:
     // it. `clear_errors` false: the caller knows it is (the previous call on this thread
     // succeeded and nothing else ran in between): clearing it costs as much as a small
     // record's decryption, and a loop of reads needs it only before the first.
+    // want_read may come from the previous call's last recv: wait for the socket with
+    // level-triggered readiness (poll, or epoll without EPOLLET).
     IoResult read(std::span<std::byte> into, bool clear_errors = true);
     IoResult write(std::span<const std::byte> bytes, bool clear_errors = true);
     // While held, OpenSSL keeps its record buffer between records instead of freeing it
