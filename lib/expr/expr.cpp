@@ -45,23 +45,21 @@ void Record::start_binding() {
     }
 }
 
+// Symbols added after construction: sized once.
 void Record::size_slots() {
     const auto& names = m_symbols.names();
     size_t slots = names.size();
-    {  // symbols added after construction: size once
-        m_slots.assign(slots, Slot{});
-        m_override.resize(slots);
-        m_override_text.resize(slots);
-        m_names.clear();
-        for (const auto& name : names) {
-            Name words{name.size(), 0, 0};
-            std::memcpy(&words.head, name.data(), std::min<size_t>(name.size(), 8));
-            if (name.size() > 8 && name.size() <= 16)
-                std::memcpy(&words.tail, name.data() + name.size() - 8, 8);
-            m_names.push_back(words);
-        }
-        m_generation = 0;
+    m_slots.assign(slots, Slot{});
+    m_override.resize(slots);
+    m_override_text.resize(slots);
+    m_names.clear();
+    for (const auto& name : names) {
+        Name words{name.size(), 0, 0};
+        std::memcpy(&words.head, name.data(), std::min<size_t>(name.size(), 8));
+        if (name.size() > 8 && name.size() <= 16) std::memcpy(&words.tail, name.data() + name.size() - 8, 8);
+        m_names.push_back(words);
     }
+    m_generation = 0;
 }
 
 void Record::bind(schema::Message::Reader message, int64_t now_ns) {
@@ -80,11 +78,6 @@ void Record::bind(schema::Message::Reader message, int64_t now_ns) {
             }
         }
     }
-}
-
-void Record::bind(schema::Message::Reader message, const wire::MessageView& view, int64_t now_ns) {
-    bind(view, now_ns);
-    m_message = message;
 }
 
 void Record::bind(const wire::MessageView& view, int64_t now_ns) {

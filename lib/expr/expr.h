@@ -70,11 +70,8 @@ public:
     // returns for this message (a controlled clock in tests and replays).
     void bind(schema::Message::Reader message, int64_t now_ns);
     // The same for a frame read_message_view() took: the fields and the header are read
-    // from `view` (plain values, no Cap'n Proto reader per access); `message` is the same
-    // frame, for callers that build from it. Both must stay valid while the record is used.
-    void bind(schema::Message::Reader message, const wire::MessageView& view, int64_t now_ns);
-    // The same without the message, for callers that read only views: message() is then an
-    // empty message.
+    // from `view` (plain values, no Cap'n Proto reader per access), which must stay valid
+    // while the record is used; message() is then an empty message.
     void bind(const wire::MessageView& view, int64_t now_ns);
 
     schema::Message::Reader message() const { return m_message; }

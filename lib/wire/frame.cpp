@@ -24,20 +24,16 @@ size_t table_bytes(uint32_t segment_count) {
 FrameScan scan_frame(std::span<const std::byte> bytes, const FrameLimits& limits) {
     if (bytes.size() < sizeof(capnp::word)) return {ScanStatus::incomplete, 0};
     uint32_t segment_count = read_u32_le(bytes.data()) + 1;
-    if (segment_count == 1) {  // what mh writes: the table is one word, count and size
-        size_t body_words = read_u32_le(bytes.data() + 4);
-        if (body_words == 0) return {ScanStatus::bad_segments, 0};
-        size_t total = sizeof(capnp::word) + body_words * sizeof(capnp::word);
-        if (total > limits.max_frame_bytes) return {ScanStatus::too_large, total};
-        if (bytes.size() < total) return {ScanStatus::incomplete, total};
-        return {ScanStatus::complete, total};
-    }
-    if (segment_count == 0 || segment_count > k_max_segments) return {ScanStatus::bad_segments, 0};
-    size_t header = table_bytes(segment_count);
-    if (bytes.size() < header) return {ScanStatus::incomplete, header};
+    size_t header = sizeof(capnp::word);
     size_t body_words = 0;
-    for (uint32_t i = 0; i < segment_count; ++i)
-        body_words += read_u32_le(bytes.data() + 4 + 4 * i);
+    if (segment_count == 1) {  // what mh writes: the table is one word, count and size
+        body_words = read_u32_le(bytes.data() + 4);
+    } else {
+        if (segment_count == 0 || segment_count > k_max_segments) return {ScanStatus::bad_segments, 0};
+        header = table_bytes(segment_count);
+        if (bytes.size() < header) return {ScanStatus::incomplete, header};
+        for (uint32_t i = 0; i < segment_count; ++i) body_words += read_u32_le(bytes.data() + 4 + 4 * i);
+    }
     if (body_words == 0) return {ScanStatus::bad_segments, 0};
     size_t total = header + body_words * sizeof(capnp::word);
     if (total > limits.max_frame_bytes) return {ScanStatus::too_large, total};
